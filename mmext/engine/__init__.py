@@ -1,0 +1,3 @@
+from .hooks import TrainingCurveHook
+
+__all__ = ['TrainingCurveHook']

@@ -1,0 +1,5 @@
+"""Registered model components (plugins, convolutions, backbones).
+
+Designs land here one file each; importing this package registers them in the
+``mmext`` model registry.
+"""

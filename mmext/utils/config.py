@@ -1,0 +1,100 @@
+"""Config loading shared by tools/train.py, tools/test.py and the demo."""
+import os.path as osp
+
+from mmengine.config import Config, DictAction  # noqa: F401  (re-exported for tools)
+
+from .embedded import default_data_root, to_embedded, walk_dicts
+
+LIBRARIES = ('mmdet', 'mmseg')
+
+
+def library_of(cfg):
+    """The OpenMMLab library a config belongs to, from its ``default_scope``."""
+    scope = cfg.get('default_scope', None)
+    if scope not in LIBRARIES:
+        raise ValueError(f"config has default_scope={scope!r}; mmext tools run mmdet and mmseg "
+                         f"configs (default_scope 'mmdet' or 'mmseg')")
+    return scope
+
+
+def register_library(cfg):
+    """Register the modules of the config's library (and mmext's scope) so
+    that the runner can build everything the config names."""
+    lib = library_of(cfg)
+    if lib == 'mmdet':
+        from mmdet.utils import register_all_modules
+    else:
+        from mmseg.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    import mmext.registry  # noqa: F401  (adds the 'mmext' scope to the registry tree)
+    return lib
+
+
+def load_config(path, cfg_options=None, embedded=None, data_root=None):
+    """Read a config, optionally switch it to the embedded data, then apply
+    ``--cfg-options`` last so they win over the embedded preset."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config file not found: {path}')
+    cfg = Config.fromfile(path)
+    library_of(cfg)
+    if embedded:
+        cfg = to_embedded(cfg, preset=embedded, data_root=data_root)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def ensure_embedded_data(cfg):
+    """Generate the embedded data the first time a run needs it."""
+    info = cfg.get('embedded')
+    if not info:
+        return
+    from mmext.datasets.embedded import generate
+    generate(info.get('data_root') or default_data_root())
+
+
+def cpu_only_fixes(cfg, distributed):
+    """Make a multi-process run work on a machine without CUDA (gloo backend).
+
+    mmengine 0.10.7 assumes GPUs once a launcher is set: ``init_dist`` calls
+    ``torch.cuda.set_device`` and the DDP wrapper gets ``device_ids=[rank]``;
+    and SyncBN has no CPU kernel. Single-process CPU runs need none of this
+    (mmengine already reverts SyncBN to BN there).
+    """
+    import torch
+    import torch.distributed as dist
+    if torch.cuda.is_available() or not distributed:
+        return
+    for d in walk_dicts(cfg.get('model', {})):
+        if d.get('type') in ('SyncBN', 'MMSyncBN'):
+            d['type'] = 'BN'
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel')
+    wrapper.update(device_ids=None, broadcast_buffers=False,
+                   find_unused_parameters=cfg.get('find_unused_parameters', False))
+    cfg.model_wrapper_cfg = wrapper
+    if cfg.get('launcher') == 'pytorch' and not dist.is_initialized():
+        # The runner skips its own (CUDA-only) init when a group exists.
+        dist.init_process_group(backend='gloo')
+
+
+def check_data(cfg, splits=('train_dataloader', 'val_dataloader', 'test_dataloader')):
+    """Fail early, in one line, when a dataset's files are not where the
+    config says (instead of a FileNotFoundError from inside a worker)."""
+    from .errors import MMExtError
+    for split in splits:
+        loader = cfg.get(split)
+        if not loader or 'dataset' not in loader:
+            continue
+        ds = loader.dataset
+        root = ds.get('data_root', '') or ''
+        if root and not osp.isdir(root):
+            hint = ('generate it with `python tools/generate_data.py` or pass --embedded'
+                    if 'embedded' in root else
+                    'download the dataset there or set data_root (see docs/get_started.md)')
+            raise MMExtError(f'{split}: data root {root} does not exist; {hint}')
+        ann = ds.get('ann_file', '')
+        if ann:
+            path = ann if osp.isabs(ann) else osp.join(root, ann)
+            if not osp.isfile(path):
+                raise MMExtError(f'{split}: annotation file {path} does not exist')

@@ -1,0 +1,98 @@
+"""One-line explanations for the errors users of this stack hit most.
+
+The tools print ``mmext: error: <what> (<fix>)`` instead of a traceback from
+deep inside mmcv/mmengine; ``MMEXT_DEBUG=1`` re-raises the original. The same
+table feeds ``python -m mmext doctor`` and docs/get_started.md's FAQ.
+"""
+import difflib
+import os
+import re
+import sys
+from contextlib import contextmanager
+
+
+class MMExtError(Exception):
+    """An error whose message is already the one line a user should read."""
+
+
+def _registry_hint(m):
+    name, scope, registry = m.group('name'), m.group('scope'), m.group('registry')
+    short = name.split('.')[-1]
+    hint = ''
+    try:
+        import mmext.registry  # noqa: F401
+        from mmengine.registry import MODELS
+        names = set()
+
+        def collect(reg):
+            names.update(f'{reg.scope}.{k}' for k in reg.module_dict)
+            for child in reg.children.values():
+                collect(child)
+
+        collect(MODELS)
+        close = difflib.get_close_matches(short, [n.split('.', 1)[1] for n in names], n=3)
+        full = sorted({n for n in names if n.split('.', 1)[1] in close})
+        if full:
+            hint = f"; close matches: {', '.join(full)}"
+    except Exception:  # the hint is a courtesy; never mask the real error
+        pass
+    return (f"unknown component type '{name}' (not in the {scope} '{registry}' registry{hint}). "
+            "mmext components are named 'mmext.<Name>'; components of other libraries need "
+            "their scope, e.g. 'mmdet.ResNet'")
+
+
+# (pattern searched in the error text, one-line explanation with the fix).
+# The explanation is a string or a function of the regex match.
+KNOWN_ERRORS = [
+    (r"(?P<name>[\w.]+) is not in the (?P<scope>[\w]+)::(?P<registry>[\w ]+) registry",
+     _registry_hint),
+    (r"No module named 'mmcv\._ext'",
+     "mmcv is installed without its compiled ops (mmcv-lite or a failed build); "
+     "run `bash tools/setup_env.sh`, which builds mmcv 2.1.0 with ops and caches the wheel"),
+    (r"MMCV==(?P<ver>[\w.]+) is used but incompatible",
+     lambda m: f"mmcv {m.group('ver')} is installed but mmdet 3.3 / mmseg 1.2 need "
+               "2.0.0rc4 <= mmcv < 2.2.0; run `bash tools/setup_env.sh` (mmcv 2.1.0)"),
+    (r"Weights only load failed|weights_only",
+     "torch refused to unpickle the checkpoint with weights_only=True; checkpoints written by "
+     "mmengine load once `import mmext` has run (mmext allow-lists exactly what mmengine "
+     "writes), so call the mmext tools or add custom_imports=dict(imports=['mmext']); a "
+     "checkpoint with other Python objects must be converted to a plain state_dict"),
+    (r"failed to load image: (?P<path>\S+)|Unable to load image|imdecode|"
+     r"cannot identify image file (?P<path2>\S+)",
+     lambda m: f"corrupt or unreadable image file {m.group('path') or m.group('path2')} "
+               "(OpenCV could not decode it); replace or remove it from the dataset"),
+]
+
+
+def explain(exc):
+    """Return the one-line explanation of ``exc`` (or of an exception it was
+    raised from), or None if it is not a known error."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, MMExtError):
+            return str(exc)
+        text = f'{type(exc).__name__}: {exc}'
+        for pattern, message in KNOWN_ERRORS:
+            m = re.search(pattern, text)
+            if m:
+                return message(m) if callable(message) else message
+        if isinstance(exc, FileNotFoundError):
+            return f"file not found: {exc.filename or exc}"
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextmanager
+def friendly_errors(prog='mmext'):
+    """Turn known errors into ``<prog>: error: ...`` and exit status 1."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # noqa: B902
+        msg = explain(exc)
+        if msg is None or os.environ.get('MMEXT_DEBUG'):
+            raise
+        print(f'{prog}: error: {msg}', file=sys.stderr)
+        sys.exit(1)

@@ -38,8 +38,8 @@ def load_config(path, cfg_options=None, embedded=None, data_root=None):
     cfg = Config.fromfile(path)
     library_of(cfg)
     if embedded:
-        cfg = to_embedded(cfg, preset=embedded, data_root=data_root)
-    if cfg_options:
+        cfg = to_embedded(cfg, preset=embedded, data_root=data_root, cfg_options=cfg_options)
+    elif cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
 

@@ -145,7 +145,7 @@ def embedded_base(task):
     return osp.join(_REPO_CONFIGS, '_base_', 'datasets', f'embedded_{task}.py')
 
 
-def to_embedded(cfg, preset='demo', data_root=None, keep_pretrained=False):
+def to_embedded(cfg, preset='demo', data_root=None, keep_pretrained=False, cfg_options=None):
     """Return a copy of ``cfg`` that trains and evaluates on the embedded data.
 
     Args:
@@ -155,6 +155,9 @@ def to_embedded(cfg, preset='demo', data_root=None, keep_pretrained=False):
             defaults to :func:`default_data_root`.
         keep_pretrained (bool): keep ``Pretrained`` init (for users who have
             the weights locally); otherwise train from scratch.
+        cfg_options (dict, optional): ``--cfg-options`` overrides, merged
+            before the schedule is laid out so that e.g.
+            ``train_cfg.max_iters=300`` also shortens warm-up and decay.
     """
     if preset not in PRESETS:
         raise ValueError(f'unknown embedded preset {preset!r}, choose from {PRESETS}')
@@ -201,13 +204,6 @@ def to_embedded(cfg, preset='demo', data_root=None, keep_pretrained=False):
 
     cfg.train_cfg.max_iters = settings['max_iters']
     cfg.train_cfg.val_interval = settings['val_interval']
-    for sched in cfg.param_scheduler:
-        if sched.get('end') == 'warmup_iters':
-            sched['end'] = max(1, min(100, settings['max_iters'] // 10))
-        if sched.get('end') == 'max_iters':
-            sched['end'] = settings['max_iters']
-        if sched.get('T_max') == 'max_iters':
-            sched['T_max'] = settings['max_iters']
     cfg.default_hooks.checkpoint.interval = settings['val_interval']
 
     model = cfg.model
@@ -230,6 +226,15 @@ def to_embedded(cfg, preset='demo', data_root=None, keep_pretrained=False):
                 d['score_thr'] = 0.0
     hooks = [h for h in cfg.get('custom_hooks', []) if 'TrainingCurveHook' not in h['type']]
     cfg.custom_hooks = hooks + [dict(type='mmext.TrainingCurveHook')]
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    max_iters = cfg.train_cfg.max_iters
+    for sched in cfg.param_scheduler:
+        if sched.get('end') == 'warmup_iters':
+            sched['end'] = max(1, min(100, max_iters // 10))
+        for key in ('end', 'T_max'):
+            if sched.get(key) == 'max_iters':
+                sched[key] = max_iters
     # Recorded so tools and the checkpoint meta tell an embedded run apart.
     cfg.embedded = dict(task=task, preset=preset, data_root=data_root)
     return cfg

@@ -25,7 +25,8 @@ train_dataloader = dict(
     batch_size=8,
     num_workers=2,
     persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    # iteration-based schedule: an endless sampler instead of epochs
+    sampler=dict(type='InfiniteSampler', shuffle=True),
     batch_sampler=dict(type='AspectRatioBatchSampler'),
     dataset=dict(
         type=dataset_type,

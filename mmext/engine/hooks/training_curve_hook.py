@@ -39,7 +39,8 @@ class TrainingCurveHook(Hook):
         it = runner.iter + 1
         for key, value in outputs.items():
             if 'loss' in key:
-                self.losses.setdefault(key, []).append((it, float(value)))
+                value = value.detach().item() if hasattr(value, 'detach') else float(value)
+                self.losses.setdefault(key, []).append((it, value))
 
     def after_val_epoch(self, runner, metrics=None):
         if not metrics:

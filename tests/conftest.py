@@ -1,0 +1,47 @@
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = osp.join(ROOT, 'configs')
+
+# The three reference pipelines at demo size (R-18), as the README demo uses them.
+PIPELINES = {
+    'retinanet': osp.join(CONFIGS, 'resnet', 'retinanet_r18_fpn_1x_coco.py'),
+    'mask-rcnn': osp.join(CONFIGS, 'resnet', 'mask-rcnn_r18_fpn_1x_coco.py'),
+    'upernet': osp.join(CONFIGS, 'resnet', 'upernet_r18_4xb4-160k_ade20k-512x512.py'),
+}
+
+
+@pytest.fixture(scope='session')
+def embedded_root(tmp_path_factory):
+    """A small embedded dataset shared by every test that trains (the smoke
+    preset uses its first 8 train / 4 val images)."""
+    from mmext.datasets.embedded import generate
+    root = tmp_path_factory.mktemp('embedded')
+    generate(str(root), num_train=12, num_val=6, seed=0)
+    return str(root)
+
+
+def smoke_cfg(name, data_root, work_dir, **options):
+    """The full-scale config of a pipeline switched to the smoke preset."""
+    from mmext.utils.config import load_config, register_library
+    cfg = load_config(PIPELINES[name], options or None, embedded='smoke', data_root=data_root)
+    register_library(cfg)
+    cfg.work_dir = str(work_dir)
+    # Runners are process-wide singletons by experiment name (message hub,
+    # visualizer); several per test session need distinct names.
+    cfg.experiment_name = f'{name}_{osp.basename(str(work_dir))}_{id(cfg)}'
+    cfg.randomness = dict(seed=0)
+    return cfg
+
+
+def run_tool(*args, timeout=600, env=None):
+    """Run a tools/ script in a fresh interpreter, as a user would."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
+    full_env.pop('MMEXT_DEBUG', None)
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)

@@ -1,0 +1,23 @@
+"""``python -m mmext doctor`` reports a healthy stack here, and explains errors."""
+import io
+
+from conftest import run_tool
+
+from mmext import doctor
+
+
+def test_doctor_passes_on_this_stack():
+    out = io.StringIO()
+    assert doctor.run(out) == 0, out.getvalue()
+    text = out.getvalue()
+    for needle in ('torch 2.14.1', 'mmcv 2.1.0', 'mmcv compiled ops load',
+                   'weights_only=True', "'mmext.<Name>' components resolve"):
+        assert needle in text, text
+
+
+def test_doctor_cli_and_explain():
+    proc = run_tool('-m', 'mmext', 'doctor')
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'all checks passed' in proc.stdout
+    proc = run_tool('-m', 'mmext', 'explain', "No module named 'mmcv._ext'")
+    assert proc.returncode == 0 and 'setup_env.sh' in proc.stdout

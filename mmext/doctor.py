@@ -4,6 +4,7 @@ Each check prints one line ``[ ok ]``, ``[warn]`` or ``[FAIL]`` with the fix for
 anything that is not ok. The exit status is 1 when a check fails.
 """
 import importlib
+import importlib.metadata
 import io
 import os
 import sys
@@ -33,12 +34,18 @@ class Report:
         print(f'[{status:^4}] {what}{tail}', file=self.out)
 
 
-def _version(name):
+def _version(name, dist=None):
     try:
         mod = importlib.import_module(name)
     except Exception as exc:  # noqa: B902  (any import failure is the finding)
         return None, exc
-    return getattr(mod, '__version__', '?'), None
+    version = getattr(mod, '__version__', None)
+    if version is None:
+        try:
+            version = importlib.metadata.version(dist or name)
+        except importlib.metadata.PackageNotFoundError:
+            version = '?'
+    return version, None
 
 
 def check_versions(r):

@@ -25,18 +25,6 @@ MEDIUM = dict(num_train=96, num_val=4, seed=0)
 ADE = osp.join('ade', 'ADEChallengeData2016')
 
 
-def _has_mmcv_ops():
-    try:
-        import mmcv._ext  # noqa: F401
-    except Exception:
-        return False
-    return True
-
-
-needs_mmcv = pytest.mark.skipif(not _has_mmcv_ops(),
-                                reason='mmcv with compiled ops is not installed')
-
-
 @pytest.fixture(scope='module')
 def small(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('embedded_small'))
@@ -110,7 +98,6 @@ def test_class_names_live_in_both_label_spaces():
     assert {c: official[coco.index(c)] for c in CLASSES} == COCO_CATEGORY_IDS
 
 
-@needs_mmcv
 def test_class_names_match_imported_metainfo():
     from mmdet.datasets import CocoDataset
     from mmseg.datasets import ADE20KDataset
@@ -263,7 +250,6 @@ def test_refuses_foreign_data(tmp_path):
 # --------------------------------------------------------------------------- stock datasets
 
 
-@needs_mmcv
 def test_stock_mmdet_coco_dataset_loads(small):
     from mmdet.datasets import CocoDataset
     from mmdet.utils import register_all_modules
@@ -290,7 +276,6 @@ def test_stock_mmdet_coco_dataset_loads(small):
         np.testing.assert_allclose(sample['gt_masks'].areas, [a['area'] for a in anns])
 
 
-@needs_mmcv
 def test_stock_mmseg_ade20k_dataset_loads(small):
     from mmseg.datasets import ADE20KDataset
     from mmseg.utils import register_all_modules

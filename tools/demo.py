@@ -21,15 +21,15 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import mmext  # noqa: E402,F401
-from mmext.utils.config import (check_data, ensure_embedded_data, load_config,  # noqa: E402
-                                register_library)
+from mmext.utils.config import (DictAction, build_runner, check_data,  # noqa: E402
+                                ensure_embedded_data, load_config, register_library)
 from mmext.utils.errors import friendly_errors  # noqa: E402
 
 MODELS = {
-    'retinanet': ('configs/resnet/retinanet_r18_fpn_1x_coco.py', ('bbox_mAP', 'bbox_mAP_50')),
-    'mask-rcnn': ('configs/resnet/mask-rcnn_r18_fpn_1x_coco.py',
+    'retinanet': ('configs/resnet/retinanet_r18_fpn-c128_1x_coco.py', ('bbox_mAP', 'bbox_mAP_50')),
+    'mask-rcnn': ('configs/resnet/mask-rcnn_r18_fpn-c128_1x_coco.py',
                   ('bbox_mAP', 'bbox_mAP_50', 'segm_mAP', 'segm_mAP_50')),
-    'upernet': ('configs/resnet/upernet_r18_4xb4-160k_ade20k-512x512.py', ('mIoU', 'mAcc')),
+    'upernet': ('configs/resnet/upernet_r18-c128_4xb4-160k_ade20k-512x512.py', ('mIoU', 'mAcc')),
 }
 
 
@@ -40,27 +40,20 @@ def parse_args(argv=None):
                         help='demo: the documented run; smoke: a few iterations')
     parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'demo'))
     parser.add_argument('--data-root', help='embedded data folder (default data/embedded)')
-    parser.add_argument('--cfg-options', nargs='+', default=None,
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='extra key=value overrides, as in tools/train.py')
     return parser.parse_args(argv)
 
 
 def run_one(name, args):
-    from mmengine.config import DictAction
-    from mmengine.runner import Runner
     config, keys = MODELS[name]
-    options = None
-    if args.cfg_options:
-        ns = argparse.Namespace()
-        DictAction(option_strings=[], dest='o')(None, ns, args.cfg_options)
-        options = ns.o
-    cfg = load_config(osp.join(ROOT, config), options, args.preset, args.data_root)
+    cfg = load_config(osp.join(ROOT, config), args.cfg_options, args.preset, args.data_root)
     register_library(cfg)
     cfg.work_dir = osp.join(args.work_dir, name)
     ensure_embedded_data(cfg)
     check_data(cfg, ('train_dataloader', 'val_dataloader'))
 
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     start = time.time()
     runner.train()
     wall = time.time() - start

@@ -5,56 +5,30 @@
                           [--launcher {none,pytorch,slurm,mpi}]
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 import mmext  # noqa: E402,F401  (stack fixes before anything loads a checkpoint)
-from mmext.utils.config import (DictAction, check_data, cpu_only_fixes,  # noqa: E402
-                                ensure_embedded_data, load_config, register_library)
+from mmext.utils.config import (add_run_args, build_runner, check_data,  # noqa: E402
+                                ensure_embedded_data, parse_run_args, prepare_run_cfg)
 from mmext.utils.errors import MMExtError, friendly_errors  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a detector or segmentor')
     parser.add_argument('config', help='train config file path')
-    parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument('--amp', action='store_true', help='mixed precision training (GPU)')
     parser.add_argument('--auto-scale-lr', action='store_true', help='scale lr by batch size')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from the given checkpoint, or from the latest one in the work dir')
-    parser.add_argument(
-        '--embedded', nargs='?', const='demo', choices=['demo', 'smoke'],
-        help='train on the embedded data (generated if missing) at CPU size')
-    parser.add_argument('--data-root', help='embedded data folder (default data/embedded)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, e.g. train_cfg.max_iters=100')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
-        help='job launcher')
-    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_run_args(add_run_args(parser), argv)
 
 
 def build_cfg(args):
-    cfg = load_config(args.config, args.cfg_options, args.embedded, args.data_root)
-    register_library(cfg)
-    cfg.launcher = args.launcher
-    cpu_only_fixes(cfg, distributed=args.launcher != 'none')
-
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-
+    cfg, _ = prepare_run_cfg(args)
     if args.amp:
         import torch
         if not torch.cuda.is_available():
@@ -83,10 +57,7 @@ def main(argv=None):
         cfg = build_cfg(args)
         ensure_embedded_data(cfg)
         check_data(cfg, ('train_dataloader', 'val_dataloader'))
-        from mmengine.registry import RUNNERS
-        from mmengine.runner import Runner
-        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-        runner.train()
+        build_runner(cfg).train()
 
 
 if __name__ == '__main__':

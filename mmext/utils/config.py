@@ -1,4 +1,5 @@
 """Config loading shared by tools/train.py, tools/test.py and the demo."""
+import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction  # noqa: F401  (re-exported for tools)
@@ -49,8 +50,16 @@ def ensure_embedded_data(cfg):
     info = cfg.get('embedded')
     if not info:
         return
+    import fcntl
+
     from mmext.datasets.embedded import generate
-    generate(info.get('data_root') or default_data_root())
+    root = info.get('data_root') or default_data_root()
+    os.makedirs(root, exist_ok=True)
+    # Every rank of a distributed run gets here; one writes, the others wait
+    # and then find the data complete.
+    with open(osp.join(root, '.generate.lock'), 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        generate(root)
 
 
 def cpu_only_fixes(cfg, distributed):
@@ -98,3 +107,47 @@ def check_data(cfg, splits=('train_dataloader', 'val_dataloader', 'test_dataload
             path = ann if osp.isabs(ann) else osp.join(root, ann)
             if not osp.isfile(path):
                 raise MMExtError(f'{split}: annotation file {path} does not exist')
+
+
+def add_run_args(parser):
+    """The arguments tools/train.py and tools/test.py share."""
+    parser.add_argument('--work-dir', help='the folder for logs, checkpoints and metrics')
+    parser.add_argument(
+        '--embedded', nargs='?', const='demo', choices=['demo', 'smoke'],
+        help='run on the embedded data (generated if missing) at CPU size')
+    parser.add_argument('--data-root', help='embedded data folder (default data/embedded)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, e.g. train_cfg.max_iters=100')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+        help='job launcher')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser
+
+
+def parse_run_args(parser, argv=None):
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def prepare_run_cfg(args):
+    """Config of a tools/ run: loaded, library registered, launcher and work
+    dir set. Returns ``(cfg, library)``."""
+    cfg = load_config(args.config, args.cfg_options, args.embedded, args.data_root)
+    lib = register_library(cfg)
+    cfg.launcher = args.launcher
+    cpu_only_fixes(cfg, distributed=args.launcher != 'none')
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg, lib
+
+
+def build_runner(cfg):
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)

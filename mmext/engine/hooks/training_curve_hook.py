@@ -1,4 +1,5 @@
 import json
+import numbers
 import os.path as osp
 
 from mmengine.dist import master_only
@@ -48,7 +49,8 @@ class TrainingCurveHook(Hook):
         for key, value in metrics.items():
             short = key.split('/')[-1]
             wanted = self.metric_keys or self.DEFAULT_METRICS
-            if short in wanted and isinstance(value, (int, float)):
+            # numpy scalars (mmseg's metrics) register as numbers.Real
+            if short in wanted and isinstance(value, numbers.Real):
                 self.metrics.setdefault(short, []).append((runner.iter, float(value)))
         self.save(runner)
 

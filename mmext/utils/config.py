@@ -46,19 +46,27 @@ def load_config(path, cfg_options=None, embedded=None, data_root=None):
 
 
 def ensure_embedded_data(cfg):
-    """Generate the embedded data the first time a run needs it."""
+    """Generate the embedded data the first time a run needs it. Data already
+    there (complete, whatever its settings) is used as it is: a folder made with
+    ``tools/generate_data.py --num-train 5000`` must not be regenerated."""
     info = cfg.get('embedded')
     if not info:
         return
     import fcntl
+    import json
 
-    from mmext.datasets.embedded import generate
+    from mmext.datasets.embedded import META_FILE, generate
     root = info.get('data_root') or default_data_root()
     os.makedirs(root, exist_ok=True)
     # Every rank of a distributed run gets here; one writes, the others wait
     # and then find the data complete.
     with open(osp.join(root, '.generate.lock'), 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        meta = osp.join(root, META_FILE)
+        if osp.isfile(meta):
+            with open(meta) as f:
+                if json.load(f).get('complete'):
+                    return
         generate(root)
 
 

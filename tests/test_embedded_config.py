@@ -55,6 +55,7 @@ def test_to_embedded_swaps_data_scale_and_schedule(task, tmp_path):
     assert 'Pretrained' not in cfg.pretty_text
     assert cfg.model.backbone.get('frozen_stages', -1) == -1
     assert cfg.model.backbone.get('norm_eval', False) is False
+    assert cfg.randomness.seed == 0  # repeatable runs
     # every schedule placeholder is resolved
     for sched in cfg.param_scheduler:
         assert all(not isinstance(v, str) or k == 'type' for k, v in sched.items()), sched

@@ -52,7 +52,8 @@ pip_install() { "$VPY" -m pip install --disable-pip-version-check -q -c "$CONSTR
 log "installing torch, torchvision and the OpenMMLab stack (pinned in tools/constraints.txt)"
 pip_install setuptools wheel ninja
 pip_install torch torchvision
-pip_install mmengine mmdet mmsegmentation timm pycocotools pytest
+# mmseg imports ftfy and regex at start-up without declaring them.
+pip_install mmengine mmdet mmsegmentation ftfy regex timm pycocotools pytest
 
 # ---- mmcv with compiled ops: built once per (mmcv, torch, python, ops kind), then cached
 torch_ver=$("$VPY" -c 'import torch; print(torch.__version__.split("+")[0])')

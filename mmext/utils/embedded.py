@@ -181,15 +181,13 @@ def to_embedded(cfg, preset='demo', data_root=None, keep_pretrained=False, cfg_o
         src = data_cfg if key in data_cfg else sched_cfg
         if key in src:
             cfg[key] = copy.deepcopy(src[key])
-    for key in ('default_hooks', 'log_processor', 'auto_scale_lr'):
+    for key in ('default_hooks', 'log_processor', 'auto_scale_lr', 'randomness'):
         if key in sched_cfg:
             cfg.merge_from_dict({key: sched_cfg[key].to_dict()
                                  if isinstance(sched_cfg[key], ConfigDict) else sched_cfg[key]})
 
-    sub = 'ade' if task == 'ade20k' else 'coco'
-    root = osp.join(data_root, sub) + '/'
-    if task == 'ade20k':
-        root = osp.join(data_root, 'ade', 'ADEChallengeData2016') + '/'
+    sub = ('ade', 'ADEChallengeData2016') if task == 'ade20k' else ('coco', )
+    root = osp.join(data_root, *sub) + '/'
     for split in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg[split]
         loader.dataset.data_root = root

@@ -57,6 +57,9 @@ KNOWN_ERRORS = [
      "mmengine load once `import mmext` has run (mmext allow-lists exactly what mmengine "
      "writes), so call the mmext tools or add custom_imports=dict(imports=['mmext']); a "
      "checkpoint with other Python objects must be converted to a plain state_dict"),
+    (r"No module named '(?P<mod>[\w.]+)'",
+     lambda m: f"Python module '{m.group('mod')}' is missing; run `bash tools/setup_env.sh` "
+               "(it installs the pinned stack into .venv) and use .venv/bin/python"),
     (r"failed to load image: (?P<path>\S+)|Unable to load image|imdecode|"
      r"cannot identify image file (?P<path2>\S+)",
      lambda m: f"corrupt or unreadable image file {m.group('path') or m.group('path2')} "

@@ -30,11 +30,13 @@ TASKS = ('coco_detection', 'coco_instance', 'ade20k')
 
 _REPO_CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
 
-# Per task and preset: image scale, batch size, iterations and model-side
-# proposal budgets. Kept in one table so a reader sees every CPU-sizing choice.
+# Per task and preset: image scale, batch size, learning rate and iterations.
+# Kept in one table so a reader sees the CPU-sizing choices (Mask R-CNN's
+# proposal budgets are in _shrink_model_budget).
 _PRESET_TABLE = {
-    # Measured on a 2-core CPU: about 1.5 s per iteration for each of the
-    # three demo models, so each run takes 10-15 minutes.
+    # Measured on a 2-core CPU (docs/get_started.md): 1.6 s (RetinaNet),
+    # 2.0 s (Mask R-CNN) and 1.7 s (UperNet) per iteration, so the runs take
+    # about 17, 17 and 13 minutes.
     'demo': dict(
         coco_detection=dict(scale=(384, 320), batch_size=8, lr=2e-3, max_iters=560,
                             val_interval=280),

@@ -1,3 +1,3 @@
-from .hooks import TrainingCurveHook
+from .hooks import DynamicConvTemperatureHook, TrainingCurveHook
 
-__all__ = ['TrainingCurveHook']
+__all__ = ['DynamicConvTemperatureHook', 'TrainingCurveHook']

@@ -3,3 +3,4 @@
 Designs land here one file each; importing this package registers them in the
 ``mmext`` model registry.
 """
+from . import backbones, layers, plugins  # noqa: F401

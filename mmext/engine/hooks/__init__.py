@@ -1,3 +1,4 @@
+from .dynamic_conv_temperature_hook import DynamicConvTemperatureHook
 from .training_curve_hook import TrainingCurveHook
 
-__all__ = ['TrainingCurveHook']
+__all__ = ['DynamicConvTemperatureHook', 'TrainingCurveHook']

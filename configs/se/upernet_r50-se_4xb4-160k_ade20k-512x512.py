@@ -1,0 +1,4 @@
+# SE-ResNet-50: squeeze-and-excitation (r=16) on the residual branch, after
+# bn3 and before the identity add, in every bottleneck.
+_base_ = '../resnet/upernet_r50_4xb4-160k_ade20k-512x512.py'
+model = dict(backbone=dict(plugins=[dict(cfg=dict(type='mmext.SE', ratio=16), position='after_conv3')]))

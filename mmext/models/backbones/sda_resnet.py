@@ -1,0 +1,308 @@
+"""SDA-ResNet: ResNet with selective depth attention across the blocks of a stage.
+
+Guo et al., "Selective Depth Attention Networks for Adaptive Multi-scale
+Feature Representation", IEEE TAI 2024 (arXiv 2022). Official code:
+https://github.com/QingbeiGuo/SDA-xNet (``SDA-ResNet/models/resnet/resnet_at.py``
+for ImageNet, ``mmdetection/mmdet/models/backbones/sdanet.py`` for detection).
+
+Within one stage every block sees the same resolution but a larger receptive
+field than the one before it. SDA keeps the residual sum ``Z_i`` of every block
+(before its final ReLU), squeezes ``F = sum_i Z_i`` to ``v = ReLU(BN(W u))``
+with ``u = GAP(F)``, predicts one channel vector per block from ``v`` and
+softmaxes them over the blocks, and returns ``ReLU(sum_i a_i * Z_i)`` as the
+stage output instead of the last block's output.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_norm_layer
+from mmdet.models.backbones import ResNet
+from mmdet.models.backbones.resnet import BasicBlock
+from mmdet.models.backbones.resnext import Bottleneck as _ResNeXtBottleneck
+from mmdet.models.layers import ResLayer
+from mmengine.model import BaseModule
+
+from mmext.registry import MODELS
+
+
+class SDABasicBlock(BasicBlock):
+    """mmdet's ``BasicBlock`` that can also return its pre-activation output.
+
+    SDA weighs the residual sums before the block's final ReLU (as the official
+    code does), so the stage needs them; ``forward`` is unchanged.
+    """
+
+    def forward_preact(self, x):
+        """Return ``norm2(conv2(...)) + identity`` without the final ReLU."""
+
+        def _inner_forward(x):
+            out = self.relu(self.norm1(self.conv1(x)))
+            out = self.norm2(self.conv2(out))
+            identity = x if self.downsample is None else self.downsample(x)
+            return out + identity
+
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(_inner_forward, x, use_reentrant=False)
+        return _inner_forward(x)
+
+    def forward(self, x):
+        return self.relu(self.forward_preact(x))
+
+
+class SDABottleneck(_ResNeXtBottleneck):
+    """mmdet's ResNeXt ``Bottleneck`` that can also return its pre-activation
+    output.
+
+    With ``groups=1`` it is the plain ResNet bottleneck; with ``groups>1`` the
+    3x3 width is ``floor(planes * base_width / base_channels) * groups``
+    (SDA-ResNet-86: groups 8, base width 8, i.e. width = planes). ``dcn``,
+    ``plugins`` and ``with_cp`` behave as in mmdet; ``forward`` is unchanged.
+    """
+
+    def forward_preact(self, x):
+        """Return ``norm3(conv3(...)) + identity`` without the final ReLU."""
+
+        def _inner_forward(x):
+            out = self.relu(self.norm1(self.conv1(x)))
+            if self.with_plugins:
+                out = self.forward_plugin(out, self.after_conv1_plugin_names)
+            out = self.relu(self.norm2(self.conv2(out)))
+            if self.with_plugins:
+                out = self.forward_plugin(out, self.after_conv2_plugin_names)
+            out = self.norm3(self.conv3(out))
+            if self.with_plugins:
+                out = self.forward_plugin(out, self.after_conv3_plugin_names)
+            identity = x if self.downsample is None else self.downsample(x)
+            return out + identity
+
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(_inner_forward, x, use_reentrant=False)
+        return _inner_forward(x)
+
+    def forward(self, x):
+        return self.relu(self.forward_preact(x))
+
+
+class SDAResLayer(BaseModule):
+    """One ResNet stage whose output is the selective-depth-attention mix of
+    its blocks' outputs.
+
+    The blocks are built by mmdet's ``ResLayer`` (downsample, ``avg_down``,
+    ``downsample_first``) and registered here under ``'0'``, ``'1'``, ... so
+    that block weights keep mmdet/torchvision ResNet names
+    (``layer1.0.conv1.weight``). The attention adds ``fc`` (1x1 conv C->d
+    without bias, norm, ReLU) and ``fcs`` (one 1x1 conv d->C with bias per
+    block), named as ``stage{s}.fc`` / ``stage{s}.fcs`` in the official code.
+
+    Args:
+        block (type): ``SDABasicBlock`` or ``SDABottleneck``.
+        inplanes (int): Input channels of the stage.
+        planes (int): Planes of the blocks; the stage outputs
+            ``planes * block.expansion`` channels.
+        num_blocks (int): Number of blocks.
+        reduction (int): ``d = max(C // reduction, min_channels)``.
+            Defaults to 16.
+        min_channels (int): Lower bound of ``d``. Defaults to 64.
+        norm_cfg (dict): Norm layer of the blocks and of the attention
+            squeeze. Defaults to ``dict(type='BN')``.
+        init_cfg (dict, optional): Passed to every block (as mmdet's
+            ``ResLayer`` does, which is how ``zero_init_residual`` reaches the
+            blocks' last norm). Defaults to None.
+        **kwargs: Everything else mmdet's ``ResLayer`` and the block accept
+            (``stride``, ``dilation``, ``style``, ``avg_down``, ``with_cp``,
+            ``conv_cfg``, ``dcn``, ``plugins``, ``groups``, ...).
+    """
+
+    def __init__(self,
+                 block,
+                 inplanes,
+                 planes,
+                 num_blocks,
+                 reduction=16,
+                 min_channels=64,
+                 norm_cfg=dict(type='BN'),
+                 init_cfg=None,
+                 **kwargs):
+        super().__init__()
+        assert hasattr(block, 'forward_preact'), \
+            f'{block.__name__} cannot return its pre-activation output'
+        blocks = ResLayer(block=block, inplanes=inplanes, planes=planes,
+                          num_blocks=num_blocks, norm_cfg=norm_cfg,
+                          init_cfg=init_cfg, **kwargs)
+        for name, module in blocks.named_children():
+            self.add_module(name, module)
+        self.num_blocks = num_blocks
+
+        channels = planes * block.expansion
+        squeezed = max(channels // reduction, min_channels)
+        self.fc = nn.Sequential(
+            nn.Conv2d(channels, squeezed, 1, bias=False),
+            build_norm_layer(norm_cfg, squeezed)[1],
+            nn.ReLU(inplace=True))
+        self.fcs = nn.ModuleList(
+            nn.Conv2d(squeezed, channels, 1) for _ in range(num_blocks))
+
+    @property
+    def blocks(self):
+        """list[nn.Module]: the residual blocks in order."""
+        return [getattr(self, str(i)) for i in range(self.num_blocks)]
+
+    # Indexing/len over the blocks, as on mmdet's ResLayer (``layer1[0]``).
+    def __getitem__(self, idx):
+        return self.blocks[idx]
+
+    def __len__(self):
+        return self.num_blocks
+
+    def depth_attention(self, feats):
+        """Softmax-over-blocks weights ``(N, num_blocks, C, 1, 1)`` for the
+        block outputs ``feats`` (list of ``(N, C, H, W)``)."""
+        u = F.adaptive_avg_pool2d(sum(feats), 1)
+        v = self.fc(u)
+        logits = torch.stack([fc(v) for fc in self.fcs], dim=1)
+        return logits.softmax(dim=1)
+
+    def forward(self, x):
+        feats = []
+        for block in self.blocks:
+            z = block.forward_preact(x)
+            feats.append(z)
+            # Not in place: z is kept for the final mix.
+            x = F.relu(z)
+        attn = self.depth_attention(feats)
+        out = sum(attn[:, i] * z for i, z in enumerate(feats))
+        return F.relu(out)
+
+
+@MODELS.register_module()
+class SDAResNet(ResNet):
+    """SDA-ResNet backbone (selective depth attention in every stage).
+
+    mmdet's ``ResNet`` whose stages are :class:`SDAResLayer`; every ``ResNet``
+    argument (``out_indices``, ``frozen_stages`` (freezes the stage's
+    attention too), ``norm_eval``, ``dcn``/``stage_with_dcn``, ``plugins``,
+    ``with_cp``, ``style``, ``deep_stem``, ``avg_down``, ``zero_init_residual``,
+    ``init_cfg``) keeps its meaning. State-dict names follow mmdet's ResNet
+    (``layer{s}.{b}.conv1``, ...) plus ``layer{s}.fc.{0,1}`` and
+    ``layer{s}.fcs.{b}``; :meth:`convert_official_state_dict` maps an official
+    ImageNet checkpoint onto them.
+
+    Depths: 18/34 (basic blocks), 50/101/152 (bottleneck, groups 1) as in
+    ResNet, and 86 = SDA-ResNet-86 of the paper: bottleneck depths
+    (5, 6, 12, 5) with an 8-group 3x3 of width ``planes`` (64, 128, 256, 512),
+    i.e. ``groups=8, base_width=8``; 27.22M parameters with the ImageNet
+    classifier.
+
+    Args:
+        depth (int): One of 18, 34, 50, 86, 101, 152.
+        groups (int, optional): Groups of the bottleneck 3x3 conv. Defaults to
+            the depth's setting (8 for depth 86, else 1).
+        base_width (int, optional): ResNeXt base width per group, used when
+            ``groups > 1``. Defaults to the depth's setting (8 for depth 86,
+            else 4).
+        reduction (int): Channel reduction of the attention squeeze,
+            ``d = max(C // reduction, min_channels)``. Defaults to 16.
+        min_channels (int): Lower bound of ``d``. Defaults to 64.
+        **kwargs: Arguments of mmdet's ``ResNet``.
+
+    Example:
+        >>> import torch
+        >>> from mmext.models.backbones.sda_resnet import SDAResNet
+        >>> self = SDAResNet(depth=50).eval()
+        >>> outs = self(torch.rand(1, 3, 64, 64))
+        >>> [tuple(o.shape) for o in outs]
+        [(1, 256, 16, 16), (1, 512, 8, 8), (1, 1024, 4, 4), (1, 2048, 2, 2)]
+    """
+
+    arch_settings = {
+        18: (SDABasicBlock, (2, 2, 2, 2)),
+        34: (SDABasicBlock, (3, 4, 6, 3)),
+        50: (SDABottleneck, (3, 4, 6, 3)),
+        86: (SDABottleneck, (5, 6, 12, 5)),
+        101: (SDABottleneck, (3, 4, 23, 3)),
+        152: (SDABottleneck, (3, 8, 36, 3)),
+    }
+    # (groups, base_width) of the bottleneck 3x3 per depth; others: (1, 4).
+    arch_groups = {86: (8, 8)}
+
+    def __init__(self,
+                 depth,
+                 groups=None,
+                 base_width=None,
+                 reduction=16,
+                 min_channels=64,
+                 zero_init_residual=True,
+                 pretrained=None,
+                 init_cfg=None,
+                 **kwargs):
+        default_groups, default_width = self.arch_groups.get(depth, (1, 4))
+        # Read by make_res_layer, which mmdet's __init__ calls.
+        self.groups = default_groups if groups is None else groups
+        self.base_width = default_width if base_width is None else base_width
+        self.reduction = reduction
+        self.min_channels = min_channels
+        # mmdet only zero-inits the last norm for its own block classes (an
+        # identity check), so repeat its rule for ours.
+        self._zero_init_blocks = (
+            zero_init_residual and pretrained is None and init_cfg is None)
+        if depth in self.arch_settings:
+            block = self.arch_settings[depth][0]
+            assert self.groups == 1 or issubclass(block, SDABottleneck), \
+                f'depth {depth} uses basic blocks, which have no groups'
+        super().__init__(
+            depth=depth,
+            zero_init_residual=zero_init_residual,
+            pretrained=pretrained,
+            init_cfg=init_cfg,
+            **kwargs)
+
+    def make_res_layer(self, **kwargs):
+        """Pack all blocks of a stage into an :class:`SDAResLayer`."""
+        block = kwargs['block']
+        if issubclass(block, SDABottleneck):
+            kwargs.update(groups=self.groups, base_width=self.base_width,
+                          base_channels=self.base_channels)
+        if kwargs.get('init_cfg') is None and self._zero_init_blocks:
+            last_norm = 'norm3' if issubclass(block, SDABottleneck) else 'norm2'
+            kwargs['init_cfg'] = dict(
+                type='Constant', val=0, override=dict(name=last_norm))
+        return SDAResLayer(
+            reduction=self.reduction, min_channels=self.min_channels, **kwargs)
+
+    def train(self, mode=True):
+        """As mmdet's (frozen stages and ``norm_eval`` stay in eval mode), but
+        returns ``self`` like ``nn.Module.train`` so ``.eval()`` chains."""
+        super().train(mode)
+        return self
+
+    @staticmethod
+    def convert_official_state_dict(state_dict):
+        """Map an official SDA-xNet ImageNet checkpoint to this backbone.
+
+        The official names are ``conv1``, ``bn1`` (stem),
+        ``stage{s}.layers.{b}.{conv,bn}{1,2,3}``,
+        ``stage{s}.layers.{b}.downsample.{0,1}``, ``stage{s}.fc.{0,1}`` and
+        ``stage{s}.fcs.{b}``; the classifier head (``bn2``, the BN after
+        global pooling, and ``fc``) is dropped. A ``module.`` prefix from
+        DataParallel is stripped.
+
+        Args:
+            state_dict (dict): Official state dict.
+
+        Returns:
+            dict: State dict with this backbone's names.
+        """
+        converted = {}
+        for key, value in state_dict.items():
+            if key.startswith('module.'):
+                key = key[len('module.'):]
+            if key.startswith(('bn2.', 'fc.')):
+                continue
+            if key.startswith('stage'):
+                stage, rest = key.split('.', 1)
+                if rest.startswith('layers.'):
+                    rest = rest[len('layers.'):]
+                key = f'layer{stage[len("stage"):]}.{rest}'
+            converted[key] = value
+        return converted

@@ -1,0 +1,214 @@
+"""ODConv: omni-dimensional dynamic convolution (Li et al., ICLR 2022)."""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+
+from mmext.registry import MODELS
+
+
+class ODConvAttention(nn.Module):
+    """The four attentions of ODConv, computed from one squeezed descriptor.
+
+    GAP → 1x1 ``fc`` (no bias) → ``bn`` → ReLU, then one 1x1 head per
+    dimension of the kernel space: ``channel_fc`` (input channels, sigmoid),
+    ``filter_fc`` (output filters, sigmoid), ``spatial_fc`` (k×k positions,
+    sigmoid) and ``kernel_fc`` (the ``kernel_num`` candidate kernels,
+    softmax). Every head divides its logits by ``temperature`` first.
+
+    The sub-module names are those of the official implementation so its
+    checkpoints load 1:1.
+
+    Args:
+        in_channels (int): Input channels of the convolution.
+        out_channels (int): Output channels of the convolution.
+        kernel_size (int): Spatial size of the (square) kernel.
+        groups (int): Groups of the convolution.
+        reduction (float): Hidden width as a fraction of ``in_channels``.
+        kernel_num (int): Number of candidate kernels.
+        min_channels (int): Lower bound of the hidden width.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, groups=1, reduction=0.0625,
+                 kernel_num=4, min_channels=16):
+        super().__init__()
+        hidden = max(int(in_channels * reduction), min_channels)
+        self.kernel_size = kernel_size
+        self.kernel_num = kernel_num
+        self.temperature = 1.0
+
+        self.fc = nn.Conv2d(in_channels, hidden, 1, bias=False)
+        self.bn = nn.BatchNorm2d(hidden)
+        self.relu = nn.ReLU(inplace=True)
+        self.channel_fc = nn.Conv2d(hidden, in_channels, 1)
+        # A depthwise kernel has one input channel per filter, so the filter
+        # attention would duplicate the channel attention.
+        self.is_depthwise = in_channels == groups and in_channels == out_channels
+        self.filter_fc = None if self.is_depthwise else nn.Conv2d(hidden, out_channels, 1)
+        self.spatial_fc = (None if kernel_size == 1 else
+                           nn.Conv2d(hidden, kernel_size * kernel_size, 1))
+        self.kernel_fc = None if kernel_num == 1 else nn.Conv2d(hidden, kernel_num, 1)
+        self._init_weights()
+
+    def _init_weights(self):
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        """Return ``(channel, filter, spatial, kernel)`` attentions of shapes
+        (N, C_in, 1, 1), (N, C_out, 1, 1), (N, k, k) and (N, kernel_num);
+        a skipped head returns None."""
+        n = x.size(0)
+        t = self.temperature
+        z = self.relu(self.bn(self.fc(F.adaptive_avg_pool2d(x, 1))))
+        channel = torch.sigmoid(self.channel_fc(z) / t)
+        filt = None if self.filter_fc is None else torch.sigmoid(self.filter_fc(z) / t)
+        spatial = None
+        if self.spatial_fc is not None:
+            spatial = torch.sigmoid(self.spatial_fc(z) / t).view(
+                n, self.kernel_size, self.kernel_size)
+        kernel = None
+        if self.kernel_fc is not None:
+            kernel = torch.softmax(self.kernel_fc(z).view(n, -1) / t, dim=1)
+        return channel, filt, spatial, kernel
+
+
+@MODELS.register_module()
+class ODConv(BaseModule):
+    """Omni-dimensional dynamic convolution.
+
+    A drop-in for ``nn.Conv2d`` that learns ``kernel_num`` kernels and, per
+    sample, attends over all four dimensions of the kernel space: the input
+    channels (applied to the input), the output filters (applied to the
+    output), the k×k positions and the candidate kernels (both folded into one
+    aggregated kernel per sample). All samples run in one grouped convolution.
+    A 1x1 ODConv with a single kernel has no per-sample kernel at all and runs
+    as a plain convolution between the two attentions.
+
+    The layout (``weight`` of shape ``(kernel_num, out, in/groups, k, k)`` and
+    ``attention.{fc, bn, channel_fc, filter_fc, spatial_fc, kernel_fc}``)
+    matches the official ODConv checkpoints.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        kernel_size (int | tuple[int]): Square kernel size.
+        stride (int | tuple[int]): Stride. Defaults to 1.
+        padding (int | tuple[int]): Zero padding. Defaults to 0.
+        dilation (int | tuple[int]): Dilation. Defaults to 1.
+        groups (int): Groups. Defaults to 1.
+        bias (bool): Add a learned, static per-filter bias after the filter
+            attention. The official ODConv has none (it always precedes a
+            BN), hence the default False. Defaults to False.
+        reduction (float): Attention hidden width as a fraction of
+            ``in_channels``. Defaults to 0.0625.
+        kernel_num (int): Number of candidate kernels (ODConv "1x" / "4x").
+            Defaults to 4.
+        min_channels (int): Lower bound of the attention hidden width.
+            Defaults to 16.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=False, reduction=0.0625, kernel_num=4, min_channels=16,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        kernel_size = _square(kernel_size, 'kernel_size')
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f'in_channels ({in_channels}) and out_channels ({out_channels}) '
+                             f'must be divisible by groups ({groups})')
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+        self.groups = groups
+        self.kernel_num = kernel_num
+        self.attention = ODConvAttention(in_channels, out_channels, kernel_size, groups=groups,
+                                         reduction=reduction, kernel_num=kernel_num,
+                                         min_channels=min_channels)
+        self.weight = nn.Parameter(
+            torch.empty(kernel_num, out_channels, in_channels // groups, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self._init_weights()
+
+    def _init_weights(self):
+        for w in self.weight:
+            nn.init.kaiming_normal_(w, mode='fan_out', nonlinearity='relu')
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.weight[0, 0].numel())
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    @property
+    def temperature(self):
+        """Softmax / sigmoid temperature of the attention (1 at inference)."""
+        return self.attention.temperature
+
+    @temperature.setter
+    def temperature(self, value):
+        self.attention.temperature = float(value)
+
+    def update_temperature(self, temperature):
+        """Same as setting :attr:`temperature` (the official method name)."""
+        self.temperature = temperature
+
+    @property
+    def is_static_pointwise(self):
+        return self.kernel_size == 1 and self.kernel_num == 1
+
+    def aggregate_weight(self, spatial, kernel):
+        """Per-sample kernels (N, out, in/groups, k, k) from the spatial
+        (N, k, k) and kernel (N, kernel_num) attentions (None = skipped)."""
+        if kernel is None:
+            weight = self.weight.sum(0, keepdim=True)
+        else:
+            # The spatial attention does not depend on the kernel index, so
+            # mixing the candidates first avoids an (N, K, out, in, k, k) tensor.
+            weight = torch.mm(kernel, self.weight.flatten(1)).view(-1, *self.weight.shape[1:])
+        if spatial is not None:
+            weight = weight * spatial[:, None, None]
+        return weight
+
+    def forward(self, x):
+        channel, filt, spatial, kernel = self.attention(x)
+        n, _, h, w = x.shape
+        # Scaling the input rather than the kernel is equivalent and cheaper.
+        x = x * channel
+        if self.is_static_pointwise and spatial is None and kernel is None:
+            out = F.conv2d(x, self.weight[0], None, self.stride, self.padding, self.dilation,
+                           self.groups)
+        else:
+            weight = self.aggregate_weight(spatial, kernel)
+            if weight.size(0) != n:  # no per-sample factor, share one kernel
+                weight = weight.expand(n, *weight.shape[1:])
+            out = F.conv2d(x.reshape(1, -1, h, w), weight.reshape(-1, *weight.shape[2:]), None,
+                           self.stride, self.padding, self.dilation, self.groups * n)
+            out = out.view(n, self.out_channels, *out.shape[-2:])
+        if filt is not None:
+            out = out * filt
+        if self.bias is not None:
+            out = out + self.bias.view(1, -1, 1, 1)
+        return out
+
+    def extra_repr(self):
+        return (f'{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, '
+                f'stride={self.stride}, padding={self.padding}, dilation={self.dilation}, '
+                f'groups={self.groups}, kernel_num={self.kernel_num}, '
+                f'bias={self.bias is not None}')
+
+
+def _square(kernel_size, name):
+    if isinstance(kernel_size, (tuple, list)):
+        if len(set(kernel_size)) != 1:
+            raise ValueError(f'{name} must be square, got {kernel_size}')
+        kernel_size = kernel_size[0]
+    return int(kernel_size)

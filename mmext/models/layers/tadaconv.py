@@ -1,0 +1,156 @@
+"""TAdaConv: temporally adaptive convolution (Huang et al., "TAda! Temporally-Adaptive
+Convolutions for Video Understanding", ICLR 2022)."""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
+from mmengine.model import BaseModule
+from torch.nn.modules.utils import _pair
+
+from mmext.registry import MODELS
+
+
+class TAdaRoute(nn.Module):
+    """The calibration (route) function of TAdaConv (official ``RouteFuncMLP``).
+
+    Per frame: global average pool over space → add the clip-level context
+    ``g`` (1x1 of the temporal average) → temporal conv ``a`` (C → C/ratio,
+    kernel ``kernels[0]``) → BN → ReLU → temporal conv ``b`` (C/ratio → C,
+    kernel ``kernels[1]``, no bias, zero-initialised) → ``+ 1``. The zero init
+    makes every calibration factor start at exactly 1, i.e. TAdaConv starts as
+    the plain convolution with its base weight.
+
+    The official code runs these as Conv3d on (N, C, T, 1, 1); Conv1d on
+    (N, C, T) is the same computation.
+
+    Args:
+        channels (int): Channels of the input (the calibrated dimension).
+        ratio (int): Reduction ratio of the hidden layer.
+        kernels (tuple[int]): Temporal kernel sizes of ``a`` and ``b``.
+        norm_cfg (dict): Norm between ``a`` and the ReLU.
+    """
+
+    def __init__(self, channels, ratio=4, kernels=(3, 3), norm_cfg=dict(type='BN1d')):
+        super().__init__()
+        hidden = max(int(channels // ratio), 1)
+        self.g = nn.Conv1d(channels, channels, 1)
+        self.a = nn.Conv1d(channels, hidden, kernels[0], padding=kernels[0] // 2)
+        self.bn = build_norm_layer(norm_cfg, hidden)[1]
+        self.relu = nn.ReLU(inplace=True)
+        self.b = nn.Conv1d(hidden, channels, kernels[1], padding=kernels[1] // 2, bias=False)
+        self.reset_calibration()
+
+    def reset_calibration(self):
+        """Zero ``b`` so that every calibration factor is 1."""
+        nn.init.zeros_(self.b.weight)
+
+    def forward(self, x):
+        """(N, C, T, H, W) → calibration factors alpha (N, C, T)."""
+        frames = x.mean((3, 4))
+        clip = frames.mean(2, keepdim=True)
+        z = self.relu(self.bn(self.a(frames + self.g(clip))))
+        return self.b(z) + 1
+
+
+@MODELS.register_module()
+class TAdaConv(BaseModule):
+    """Temporally adaptive 2D convolution with its own calibration function.
+
+    Frame ``t`` of clip ``n`` is convolved with ``W_{n,t} = alpha_{n,t} * W``:
+    the base weight ``W`` (an ``nn.Conv2d`` weight) with each input channel
+    scaled by the factor that :class:`TAdaRoute` predicts from the frame
+    descriptor and its temporal neighbourhood plus the clip average (the
+    official ``TAdaConv2d`` with ``cal_dim='cin'``, kernel 1 in time). All
+    N*T per-frame kernels run as one grouped convolution.
+
+    Input (N, C, T, H, W) gives (N, C_out, T, H', W'). A 4-D input (N, C, H, W)
+    is a clip of one frame: the temporal context is the frame itself, so the
+    calibration becomes a per-sample (dynamic) input-channel scaling of the
+    kernel; this is the form used through the ``conv_cfg`` / ``dcn`` slots of
+    image backbones. At initialisation (zero ``route.b``) both forms equal the
+    plain convolution with ``W``.
+
+    Differences from the official module: the route function lives inside
+    (so the module keeps the ``nn.Conv2d`` call signature), ``weight`` has the
+    ``nn.Conv2d`` shape ``(C_out, C_in/groups, k, k)`` instead of
+    ``(1, 1, C_out, C_in/groups, k, k)``, and ``groups > 1`` calibrates each
+    group's own input channels (the official broadcast supports groups=1 only).
+    The route's BN needs more than one value per channel when training, so a
+    4-D input needs a batch of at least 2 in training mode.
+
+    Args:
+        in_channels (int): Input channels.
+        out_channels (int): Output channels.
+        kernel_size (int | tuple[int]): Spatial kernel size.
+        stride (int | tuple[int]): Spatial stride. Defaults to 1.
+        padding (int | tuple[int]): Spatial padding. Defaults to 0.
+        dilation (int | tuple[int]): Spatial dilation. Defaults to 1.
+        groups (int): Groups. Defaults to 1.
+        bias (bool): Static per-filter bias (the official TAda2D uses none).
+            Defaults to False.
+        route_ratio (int): Reduction ratio of the route function. Defaults to 4.
+        route_kernels (tuple[int]): Temporal kernel sizes of the route's two
+            convolutions. Defaults to (3, 3).
+        route_norm_cfg (dict): Norm inside the route function.
+            Defaults to ``dict(type='BN1d')``.
+        init_cfg (dict, optional): Initialization config. Defaults to None.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=False, route_ratio=4, route_kernels=(3, 3),
+                 route_norm_cfg=dict(type='BN1d'), init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f'in_channels ({in_channels}) and out_channels ({out_channels}) '
+                             f'must be divisible by groups ({groups})')
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+        self.dilation = _pair(dilation)
+        self.groups = groups
+        self.weight = nn.Parameter(
+            torch.empty(out_channels, in_channels // groups, *self.kernel_size))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.route = TAdaRoute(in_channels, route_ratio, route_kernels, route_norm_cfg)
+        self._init_base()
+
+    def _init_base(self):
+        # nn.Conv2d's default initialisation, as in the official TAdaConv2d.
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.weight[0].numel())
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def init_weights(self):
+        # A host's init_cfg runs on all its submodules before this method and
+        # may hit the route's convs; the calibration must still start at 1.
+        # This module's own init_cfg (e.g. Pretrained) is applied after.
+        if not self._is_init:
+            self.route.reset_calibration()
+        super().init_weights()
+
+    def calibrated_weight(self, alpha):
+        """Per-frame kernels (N, T, C_out, C_in/groups, k, k) from the
+        calibration factors ``alpha`` (N, C_in, T)."""
+        n, _, t = alpha.shape
+        g = self.groups
+        alpha = alpha.permute(0, 2, 1).reshape(n, t, g, 1, self.in_channels // g, 1, 1)
+        weight = self.weight.view(1, 1, g, self.out_channels // g, *self.weight.shape[1:])
+        return (alpha * weight).reshape(n, t, *self.weight.shape)
+
+    def forward(self, x):
+        image = x.dim() == 4
+        if image:
+            x = x.unsqueeze(2)
+        n, c, t, h, w = x.shape
+        weight = self.calibrated_weight(self.route(x))
+        frames = x.permute(0, 2, 1, 3, 4).reshape(1, n * t * c, h, w)
+        bias = None if self.bias is None else self.bias.repeat(n * t)
+        out = F.conv2d(frames, weight.reshape(-1, *self.weight.shape[1:]), bias, self.stride,
+                       self.padding, self.dilation, self.groups * n * t)
+        out = out.view(n, t, self.out_channels, *out.shape[-2:]).permute(0, 2, 1, 3, 4)
+        return out.squeeze(2) if image else out

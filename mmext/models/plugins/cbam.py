@@ -1,0 +1,78 @@
+"""Convolutional Block Attention Module (Woo et al., ECCV 2018,
+https://arxiv.org/abs/1807.06521)."""
+import torch
+import torch.nn as nn
+from mmcv.cnn import ConvModule
+from mmengine.model import BaseModule, constant_init
+
+from mmext.registry import MODELS
+
+
+@MODELS.register_module()
+class CBAM(BaseModule):
+    """Convolutional Block Attention Module as a ResNet plugin.
+
+    Channel gate, then spatial gate, each multiplying its input:
+
+    - channel: a shared MLP (1x1 conv C->C/ratio with bias, ReLU, 1x1 conv
+      C/ratio->C with bias) on the spatially average- and max-pooled
+      vectors; the two outputs are summed, then sigmoid.
+    - spatial: the channel-refined map is pooled across channels to
+      ``[max, mean]`` (that order, as the official code), then a
+      ``spatial_kernel`` conv 2->1 without bias, BN, sigmoid.
+
+    In a bottleneck it goes at ``position='after_conv3'`` (after bn3, before
+    the identity add), as in the official CBAM-ResNet.
+
+    Args:
+        in_channels (int): Channels of the input (and output).
+        ratio (int): Reduction of the channel MLP; hidden width
+            ``in_channels // ratio``. Defaults to 16.
+        spatial_kernel (int): Odd kernel size of the spatial conv.
+            Defaults to 7.
+        norm_cfg (dict): Norm after the spatial conv. Defaults to the
+            official ``dict(type='BN', momentum=0.01)`` (PyTorch momentum).
+        init_cfg (dict | list[dict], optional): Initialization config.
+            Defaults to None.
+
+    Note:
+        :meth:`init_weights` follows the official training code and sets the
+        spatial BN's weight to 0, so a freshly initialised spatial gate is
+        sigmoid(0) = 0.5 everywhere. A module that is only constructed keeps
+        BN's default weight of 1.
+    """
+
+    _abbr_ = 'cbam'
+
+    def __init__(self, in_channels, ratio=16, spatial_kernel=7,
+                 norm_cfg=dict(type='BN', momentum=0.01), init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        hidden = in_channels // ratio
+        assert hidden >= 1, f'CBAM needs in_channels >= ratio, got {in_channels} and {ratio}'
+        assert spatial_kernel % 2 == 1, f'spatial_kernel must be odd, got {spatial_kernel}'
+        self.in_channels = in_channels
+        self.ratio = ratio
+        self.channel_mlp = nn.Sequential(
+            ConvModule(in_channels, hidden, 1, bias=True, act_cfg=dict(type='ReLU')),
+            ConvModule(hidden, in_channels, 1, bias=True, act_cfg=None))
+        self.channel_activate = nn.Sigmoid()
+        self.spatial_conv = ConvModule(
+            2, 1, spatial_kernel, padding=spatial_kernel // 2, bias=False,
+            norm_cfg=norm_cfg, act_cfg=None)
+        self.spatial_activate = nn.Sigmoid()
+
+    def init_weights(self):
+        super().init_weights()
+        # Not under a user init_cfg, which may be a checkpoint to keep.
+        if self.init_cfg is None:
+            constant_init(self.spatial_conv.norm, val=0, bias=0)
+
+    def forward(self, x):
+        n = x.shape[0]
+        pooled = torch.cat([x.mean(dim=(2, 3), keepdim=True),
+                            x.amax(dim=(2, 3), keepdim=True)])
+        # One pass of the shared MLP over both descriptors, stacked on the batch.
+        att = self.channel_mlp(pooled)
+        x = x * self.channel_activate(att[:n] + att[n:])
+        desc = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
+        return x * self.spatial_activate(self.spatial_conv(desc))

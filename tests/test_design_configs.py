@@ -26,16 +26,17 @@ HEAD_WIDTH = 32
 
 def _shrink_heads(model):
     """Neck / head widths of 256 (and the R-CNN FC width) down to a few
-    channels; the backbone is left untouched."""
+    channels; the backbone, and the head inputs that read it, are untouched."""
     for name, part in model.items():
         if name == 'backbone' or not isinstance(part, dict):
+            continue
+        if name in ('decode_head', 'auxiliary_head'):
+            part['channels'] = HEAD_WIDTH  # mmseg heads read backbone stages directly
             continue
         for d in walk_dicts(part):
             for key in ('in_channels', 'out_channels', 'feat_channels', 'conv_out_channels'):
                 if d.get(key) == 256:
                     d[key] = HEAD_WIDTH
-            if isinstance(d.get('channels'), int):
-                d['channels'] = HEAD_WIDTH
             if 'fc_out_channels' in d:
                 d['fc_out_channels'] = 2 * HEAD_WIDTH
 

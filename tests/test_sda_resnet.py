@@ -6,8 +6,8 @@ from mmdet.models.backbones import ResNet
 from mmdet.models.backbones.resnext import Bottleneck as MMDetResNeXtBottleneck
 from mmengine.registry import DefaultScope
 
-from mmext.models.backbones.sda_resnet import (SDABottleneck, SDAResLayer,
-                                               SDAResNet)
+from mmext.models.backbones.resnet import XBottleneck
+from mmext.models.backbones.sda_resnet import SDAResLayer, SDAResNet
 from design_checks import assert_all_grads
 
 
@@ -88,7 +88,7 @@ def _reference_stage(stage, x):
 
 def test_stage_output_is_softmax_mix_of_block_outputs():
     torch.manual_seed(0)
-    stage = SDAResLayer(SDABottleneck, inplanes=16, planes=8, num_blocks=3, stride=2,
+    stage = SDAResLayer(XBottleneck, inplanes=16, planes=8, num_blocks=3, stride=2,
                         min_channels=8).eval()
     # Non-trivial BN statistics and attention weights.
     for m in stage.modules():

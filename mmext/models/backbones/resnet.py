@@ -58,7 +58,36 @@ class PluginChainMixin:
         return x
 
 
-class BasicBlock(PluginChainMixin, _BasicBlock):
+class PreactMixin:
+    """``forward_preact`` returns the residual sum before the block's final
+    ReLU (what SDA weighs across blocks); ``forward`` is its ReLU."""
+
+    def forward_preact(self, x):
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._residual_sum, x, use_reentrant=False)
+        return self._residual_sum(x)
+
+    def forward(self, x):
+        return self.relu(self.forward_preact(x))
+
+
+class BottleneckResidualMixin(PreactMixin):
+
+    def _residual_sum(self, x):
+        out = self.relu(self.norm1(self.conv1(x)))
+        if self.with_plugins:
+            out = self.forward_plugin(out, self.after_conv1_plugin_names)
+        out = self.relu(self.norm2(self.conv2(out)))
+        if self.with_plugins:
+            out = self.forward_plugin(out, self.after_conv2_plugin_names)
+        out = self.norm3(self.conv3(out))
+        if self.with_plugins:
+            out = self.forward_plugin(out, self.after_conv3_plugin_names)
+        identity = x if self.downsample is None else self.downsample(x)
+        return out + identity
+
+
+class BasicBlock(PluginChainMixin, PreactMixin, _BasicBlock):
     """mmdet's BasicBlock with plugins and a convolution slot.
 
     Both convolutions of a BasicBlock are the 3x3 ones, so ``dcn`` (like
@@ -89,24 +118,16 @@ class BasicBlock(PluginChainMixin, _BasicBlock):
             planes * self.expansion,
             [p['cfg'] for p in plugins if p['position'] == 'after_conv2'])
 
-    def forward(self, x):
-
-        def _inner_forward(x):
-            out = self.relu(self.norm1(self.conv1(x)))
-            out = self.forward_plugin(out, self.after_conv1_plugin_names)
-            out = self.norm2(self.conv2(out))
-            out = self.forward_plugin(out, self.after_conv2_plugin_names)
-            identity = x if self.downsample is None else self.downsample(x)
-            return out + identity
-
-        if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
-        else:
-            out = _inner_forward(x)
-        return self.relu(out)
+    def _residual_sum(self, x):
+        out = self.relu(self.norm1(self.conv1(x)))
+        out = self.forward_plugin(out, self.after_conv1_plugin_names)
+        out = self.norm2(self.conv2(out))
+        out = self.forward_plugin(out, self.after_conv2_plugin_names)
+        identity = x if self.downsample is None else self.downsample(x)
+        return out + identity
 
 
-class Bottleneck(PluginChainMixin, _Bottleneck):
+class Bottleneck(PluginChainMixin, BottleneckResidualMixin, _Bottleneck):
     """mmdet's Bottleneck; ``block_conv_cfg`` builds conv1/conv2/conv3 (``dcn``
     still swaps only the 3x3)."""
 
@@ -115,7 +136,7 @@ class Bottleneck(PluginChainMixin, _Bottleneck):
                          **kwargs)
 
 
-class XBottleneck(PluginChainMixin, _XBottleneck):
+class XBottleneck(PluginChainMixin, BottleneckResidualMixin, _XBottleneck):
     """mmdet ResNeXt's grouped Bottleneck with the same extensions."""
 
     def __init__(self, inplanes, planes, conv_cfg=None, block_conv_cfg=None, **kwargs):
@@ -150,13 +171,31 @@ class ResNet(_ResNet):
         152: (Bottleneck, (3, 8, 36, 3)),
     }
 
-    def __init__(self, depth, block_conv_cfg=None, **kwargs):
-        # make_res_layer runs inside the parent's __init__.
+    def __init__(self, depth, block_conv_cfg=None, zero_init_residual=True, pretrained=None,
+                 init_cfg=None, **kwargs):
+        # Read by make_res_layer, which runs inside the parent's __init__.
         self.block_conv_cfg = block_conv_cfg
-        super().__init__(depth=depth, **kwargs)
+        # mmdet zero-inits the last norm of a block only for its own block
+        # classes (an identity check), so the rule is repeated for these.
+        self._zero_init_blocks = zero_init_residual and pretrained is None and init_cfg is None
+        super().__init__(depth=depth, zero_init_residual=zero_init_residual,
+                         pretrained=pretrained, init_cfg=init_cfg, **kwargs)
+
+    def block_kwargs(self, kwargs):
+        """The host's additions to the arguments every block of a stage gets."""
+        if kwargs.get('init_cfg') is None and self._zero_init_blocks:
+            last_norm = 'norm2' if issubclass(kwargs['block'], _BasicBlock) else 'norm3'
+            kwargs['init_cfg'] = dict(type='Constant', val=0, override=dict(name=last_norm))
+        return dict(kwargs, block_conv_cfg=self.block_conv_cfg)
 
     def make_res_layer(self, **kwargs):
-        return super().make_res_layer(block_conv_cfg=self.block_conv_cfg, **kwargs)
+        return super().make_res_layer(**self.block_kwargs(kwargs))
+
+    def train(self, mode=True):
+        """As mmdet's (frozen stages and ``norm_eval`` stay in eval mode), but
+        returns ``self`` like ``nn.Module.train`` so ``.eval()`` chains."""
+        super().train(mode)
+        return self
 
 
 @MODELS.register_module()

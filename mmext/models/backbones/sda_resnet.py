@@ -15,73 +15,12 @@ stage output instead of the last block's output.
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
-from mmdet.models.backbones import ResNet
-from mmdet.models.backbones.resnet import BasicBlock
-from mmdet.models.backbones.resnext import Bottleneck as _ResNeXtBottleneck
 from mmdet.models.layers import ResLayer
 from mmengine.model import BaseModule
 
 from mmext.registry import MODELS
-
-
-class SDABasicBlock(BasicBlock):
-    """mmdet's ``BasicBlock`` that can also return its pre-activation output.
-
-    SDA weighs the residual sums before the block's final ReLU (as the official
-    code does), so the stage needs them; ``forward`` is unchanged.
-    """
-
-    def forward_preact(self, x):
-        """Return ``norm2(conv2(...)) + identity`` without the final ReLU."""
-
-        def _inner_forward(x):
-            out = self.relu(self.norm1(self.conv1(x)))
-            out = self.norm2(self.conv2(out))
-            identity = x if self.downsample is None else self.downsample(x)
-            return out + identity
-
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(_inner_forward, x, use_reentrant=False)
-        return _inner_forward(x)
-
-    def forward(self, x):
-        return self.relu(self.forward_preact(x))
-
-
-class SDABottleneck(_ResNeXtBottleneck):
-    """mmdet's ResNeXt ``Bottleneck`` that can also return its pre-activation
-    output.
-
-    With ``groups=1`` it is the plain ResNet bottleneck; with ``groups>1`` the
-    3x3 width is ``floor(planes * base_width / base_channels) * groups``
-    (SDA-ResNet-86: groups 8, base width 8, i.e. width = planes). ``dcn``,
-    ``plugins`` and ``with_cp`` behave as in mmdet; ``forward`` is unchanged.
-    """
-
-    def forward_preact(self, x):
-        """Return ``norm3(conv3(...)) + identity`` without the final ReLU."""
-
-        def _inner_forward(x):
-            out = self.relu(self.norm1(self.conv1(x)))
-            if self.with_plugins:
-                out = self.forward_plugin(out, self.after_conv1_plugin_names)
-            out = self.relu(self.norm2(self.conv2(out)))
-            if self.with_plugins:
-                out = self.forward_plugin(out, self.after_conv2_plugin_names)
-            out = self.norm3(self.conv3(out))
-            if self.with_plugins:
-                out = self.forward_plugin(out, self.after_conv3_plugin_names)
-            identity = x if self.downsample is None else self.downsample(x)
-            return out + identity
-
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(_inner_forward, x, use_reentrant=False)
-        return _inner_forward(x)
-
-    def forward(self, x):
-        return self.relu(self.forward_preact(x))
+from .resnet import BasicBlock, ResNet, XBottleneck
 
 
 class SDAResLayer(BaseModule):
@@ -96,7 +35,8 @@ class SDAResLayer(BaseModule):
     block), named as ``stage{s}.fc`` / ``stage{s}.fcs`` in the official code.
 
     Args:
-        block (type): ``SDABasicBlock`` or ``SDABottleneck``.
+        block (type): A host block with ``forward_preact`` (``BasicBlock`` or
+            ``XBottleneck`` of :mod:`mmext.models.backbones.resnet`).
         inplanes (int): Input channels of the stage.
         planes (int): Planes of the blocks; the stage outputs
             ``planes * block.expansion`` channels.
@@ -179,8 +119,8 @@ class SDAResLayer(BaseModule):
 class SDAResNet(ResNet):
     """SDA-ResNet backbone (selective depth attention in every stage).
 
-    mmdet's ``ResNet`` whose stages are :class:`SDAResLayer`; every ``ResNet``
-    argument (``out_indices``, ``frozen_stages`` (freezes the stage's
+    The mmext ResNet host whose stages are :class:`SDAResLayer`; every host
+    argument (``block_conv_cfg``, ``out_indices``, ``frozen_stages`` (freezes the stage's
     attention too), ``norm_eval``, ``dcn``/``stage_with_dcn``, ``plugins``,
     ``with_cp``, ``style``, ``deep_stem``, ``avg_down``, ``zero_init_residual``,
     ``init_cfg``) keeps its meaning. State-dict names follow mmdet's ResNet
@@ -204,7 +144,7 @@ class SDAResNet(ResNet):
         reduction (int): Channel reduction of the attention squeeze,
             ``d = max(C // reduction, min_channels)``. Defaults to 16.
         min_channels (int): Lower bound of ``d``. Defaults to 64.
-        **kwargs: Arguments of mmdet's ``ResNet``.
+        **kwargs: Arguments of :class:`mmext.models.backbones.ResNet`.
 
     Example:
         >>> import torch
@@ -216,65 +156,38 @@ class SDAResNet(ResNet):
     """
 
     arch_settings = {
-        18: (SDABasicBlock, (2, 2, 2, 2)),
-        34: (SDABasicBlock, (3, 4, 6, 3)),
-        50: (SDABottleneck, (3, 4, 6, 3)),
-        86: (SDABottleneck, (5, 6, 12, 5)),
-        101: (SDABottleneck, (3, 4, 23, 3)),
-        152: (SDABottleneck, (3, 8, 36, 3)),
+        18: (BasicBlock, (2, 2, 2, 2)),
+        34: (BasicBlock, (3, 4, 6, 3)),
+        50: (XBottleneck, (3, 4, 6, 3)),
+        86: (XBottleneck, (5, 6, 12, 5)),
+        101: (XBottleneck, (3, 4, 23, 3)),
+        152: (XBottleneck, (3, 8, 36, 3)),
     }
     # (groups, base_width) of the bottleneck 3x3 per depth; others: (1, 4).
     arch_groups = {86: (8, 8)}
 
-    def __init__(self,
-                 depth,
-                 groups=None,
-                 base_width=None,
-                 reduction=16,
-                 min_channels=64,
-                 zero_init_residual=True,
-                 pretrained=None,
-                 init_cfg=None,
+    def __init__(self, depth, groups=None, base_width=None, reduction=16, min_channels=64,
                  **kwargs):
         default_groups, default_width = self.arch_groups.get(depth, (1, 4))
-        # Read by make_res_layer, which mmdet's __init__ calls.
+        # Read by make_res_layer, which runs inside the parent's __init__.
         self.groups = default_groups if groups is None else groups
         self.base_width = default_width if base_width is None else base_width
         self.reduction = reduction
         self.min_channels = min_channels
-        # mmdet only zero-inits the last norm for its own block classes (an
-        # identity check), so repeat its rule for ours.
-        self._zero_init_blocks = (
-            zero_init_residual and pretrained is None and init_cfg is None)
         if depth in self.arch_settings:
             block = self.arch_settings[depth][0]
-            assert self.groups == 1 or issubclass(block, SDABottleneck), \
+            assert self.groups == 1 or issubclass(block, XBottleneck), \
                 f'depth {depth} uses basic blocks, which have no groups'
-        super().__init__(
-            depth=depth,
-            zero_init_residual=zero_init_residual,
-            pretrained=pretrained,
-            init_cfg=init_cfg,
-            **kwargs)
+        super().__init__(depth=depth, **kwargs)
 
     def make_res_layer(self, **kwargs):
         """Pack all blocks of a stage into an :class:`SDAResLayer`."""
-        block = kwargs['block']
-        if issubclass(block, SDABottleneck):
+        if issubclass(kwargs['block'], XBottleneck):
             kwargs.update(groups=self.groups, base_width=self.base_width,
                           base_channels=self.base_channels)
-        if kwargs.get('init_cfg') is None and self._zero_init_blocks:
-            last_norm = 'norm3' if issubclass(block, SDABottleneck) else 'norm2'
-            kwargs['init_cfg'] = dict(
-                type='Constant', val=0, override=dict(name=last_norm))
         return SDAResLayer(
-            reduction=self.reduction, min_channels=self.min_channels, **kwargs)
-
-    def train(self, mode=True):
-        """As mmdet's (frozen stages and ``norm_eval`` stay in eval mode), but
-        returns ``self`` like ``nn.Module.train`` so ``.eval()`` chains."""
-        super().train(mode)
-        return self
+            reduction=self.reduction, min_channels=self.min_channels,
+            **self.block_kwargs(kwargs))
 
     @staticmethod
     def convert_official_state_dict(state_dict):

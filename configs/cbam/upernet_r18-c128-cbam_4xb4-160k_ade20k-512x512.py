@@ -1,0 +1,7 @@
+# CBAM on ResNet-18 (v1c) through the mmext host.
+# The embedded-data comparison model (docs); R-18 with the 128-channel decoder.
+_base_ = '../resnet/upernet_r18-c128_4xb4-160k_ade20k-512x512.py'
+model = dict(
+    backbone=dict(
+        type='mmext.ResNetV1c',
+        plugins=[dict(cfg=dict(type='mmext.CBAM', ratio=16), position='after_conv2')]))

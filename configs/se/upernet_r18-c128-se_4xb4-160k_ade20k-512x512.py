@@ -1,0 +1,8 @@
+# SE on ResNet-18 (v1c) through the mmext host: after norm2 of every BasicBlock,
+# before the residual add (mmseg's BasicBlock refuses plugins).
+# The embedded-data comparison model (docs); R-18 with the 128-channel decoder.
+_base_ = '../resnet/upernet_r18-c128_4xb4-160k_ade20k-512x512.py'
+model = dict(
+    backbone=dict(
+        type='mmext.ResNetV1c',
+        plugins=[dict(cfg=dict(type='mmext.SE', ratio=16), position='after_conv2')]))

@@ -1,0 +1,249 @@
+"""The mmext ResNet host: same networks as mmdet / mmseg, plus plugins and conv
+swaps on BasicBlock, chained plugins and ``block_conv_cfg``; and every design
+through every host a config can name."""
+import pytest
+import torch
+from mmengine.registry import DefaultScope
+from torch import nn
+
+from mmext.models.backbones.resnet import ResNet, ResNetV1c
+from mmext.registry import MODELS
+
+
+@MODELS.register_module(name='_AffinePlugin', force=True)
+class AffinePlugin(nn.Module):
+    """y = scale * x + shift: the order of two of them is visible in the output."""
+
+    def __init__(self, in_channels, scale=1.0, shift=0.0):
+        super().__init__()
+        self.in_channels = in_channels
+        self.scale = nn.Parameter(torch.tensor(float(scale)))
+        self.shift = nn.Parameter(torch.tensor(float(shift)))
+
+    def forward(self, x):
+        return self.scale * x + self.shift
+
+
+def affine(position, scale, shift, stages=None):
+    plugin = dict(cfg=dict(type='mmext._AffinePlugin', scale=scale, shift=shift),
+                  position=position)
+    if stages is not None:
+        plugin['stages'] = stages
+    return plugin
+
+
+def n_params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def _library(scope):
+    if scope == 'mmdet':
+        from mmdet.registry import MODELS as lib
+        from mmdet.utils import register_all_modules
+    else:
+        from mmseg.registry import MODELS as lib
+        from mmseg.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    return lib
+
+
+def build(scope, cfg):
+    lib = _library(scope)
+    with DefaultScope.overwrite_default_scope(scope):
+        return lib.build(cfg)
+
+
+@pytest.mark.parametrize('scope,upstream,cfg', [
+    ('mmdet', 'ResNet', dict(depth=18)),
+    ('mmdet', 'ResNet', dict(depth=50)),
+    ('mmdet', 'ResNetV1d', dict(depth=50)),
+    ('mmdet', 'ResNeXt', dict(depth=50, groups=32, base_width=4)),
+    ('mmseg', 'ResNetV1c', dict(depth=50, contract_dilation=True)),
+    ('mmseg', 'ResNetV1c', dict(depth=18, contract_dilation=True)),
+])
+def test_host_is_the_upstream_network(scope, upstream, cfg):
+    """Same parameters, same state-dict keys, same outputs: upstream
+    checkpoints load and configs only swap the type."""
+    # mmdet's ResNet.train() returns None, so eval() cannot be chained.
+    ref = build(scope, dict(type=upstream, **cfg))
+    host = build(scope, dict(type=f'mmext.{upstream}', **cfg))
+    ref.eval()
+    host.eval()
+    assert type(host).__module__ == 'mmext.models.backbones.resnet'
+    host.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(1, 3, 67, 45)
+    with torch.no_grad():
+        for a, b in zip(host(x), ref(x)):
+            torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize('depth,last_norm', [(18, 'norm2'), (50, 'norm3')])
+def test_host_initialises_like_mmdet(depth, last_norm):
+    """zero_init_residual reaches the host's own block classes (mmdet checks
+    the block class by identity, so subclasses would silently lose it)."""
+    from mmdet.models.backbones import ResNet as DetResNet
+    for net in (ResNet(depth=depth), DetResNet(depth=depth)):
+        net.init_weights()
+        for layer in (net.layer1, net.layer4):
+            assert all(getattr(b, last_norm).weight.abs().sum() == 0 for b in layer)
+            assert all(b.norm1.weight.eq(1).all() for b in layer)
+    kept = ResNet(depth=depth, zero_init_residual=False)
+    kept.init_weights()
+    assert getattr(kept.layer1[0], last_norm).weight.eq(1).all()
+
+
+def test_upstream_traps_that_the_host_closes():
+    """What mmdet 3.3.0 / mmseg 1.2.2 do, verified, so the host's reason to
+    exist stays checked against the installed versions."""
+    from mmdet.models.backbones import ResNet as DetResNet
+    from mmseg.models.backbones import ResNetV1c as SegResNetV1c
+
+    # BasicBlock refuses plugins and dcn.
+    with pytest.raises(AssertionError, match='Not implemented'):
+        DetResNet(depth=18, plugins=[affine('after_conv2', 2, 0)])
+    # Two plugins of one type in a block collide on the name.
+    with pytest.raises(AssertionError, match='duplicate plugin'):
+        DetResNet(depth=50, plugins=[affine('after_conv3', 2, 1), affine('after_conv3', 3, -1)])
+    # mmseg feeds the block input to each plugin of a position: no chaining.
+    seg = SegResNetV1c(depth=50, plugins=[
+        dict(cfg=dict(type='mmext._AffinePlugin', scale=2, shift=1, postfix='_a'),
+             position='after_conv3'),
+        dict(cfg=dict(type='mmext._AffinePlugin', scale=3, shift=-1, postfix='_b'),
+             position='after_conv3')])
+    z = torch.randn(2, 4)
+    assert torch.equal(seg.layer1[0].forward_plugin(z, ['affine_plugin_a', 'affine_plugin_b']),
+                       3 * z - 1)
+
+
+def _basic_block_reference(block, x):
+    out = block.relu(block.norm1(block.conv1(x)))
+    for name in block.after_conv1_plugin_names:
+        out = getattr(block, name)(out)
+    out = block.norm2(block.conv2(out))
+    for name in block.after_conv2_plugin_names:
+        out = getattr(block, name)(out)
+    identity = x if block.downsample is None else block.downsample(x)
+    return block.relu(out + identity)
+
+
+def test_plugins_on_basic_block_chain_in_order():
+    net = ResNet(depth=18, plugins=[
+        affine('after_conv1', 0.5, 0.25),
+        affine('after_conv2', 2, 1),
+        affine('after_conv2', 3, -1),
+    ])
+    net.eval()
+    block = net.layer2[0]
+    assert block.after_conv1_plugin_names == ['affine_plugin']
+    assert block.after_conv2_plugin_names == ['affine_plugin_1', 'affine_plugin_2']
+    x = torch.randn(2, 64, 15, 11)
+    with torch.no_grad():
+        out = block(x)
+        torch.testing.assert_close(out, _basic_block_reference(block, x))
+        # The second plugin sees the first one's output: 3 * (2z + 1) - 1.
+        z = block.norm2(block.conv2(block.affine_plugin(block.relu(block.norm1(block.conv1(x))))))
+        identity = block.downsample(x)
+        torch.testing.assert_close(out, torch.relu(6 * z + 2 + identity))
+    # Plugins appear in every block of the selected stages only.
+    only_stage4 = ResNet(depth=34, plugins=[affine('after_conv2', 2, 0, (False, False, False, True))])
+    assert n_params(only_stage4) - n_params(ResNet(depth=34)) == 3 * 2
+
+
+def test_chained_plugins_on_bottleneck():
+    net = ResNet(depth=50, plugins=[affine('after_conv3', 2, 1), affine('after_conv3', 3, -1)])
+    block = net.layer1[0].eval()
+    x = torch.randn(1, 64, 9, 7)
+    with torch.no_grad():
+        z = block.norm3(block.conv3(block.relu(block.norm2(block.conv2(
+            block.relu(block.norm1(block.conv1(x))))))))
+        torch.testing.assert_close(block(x), torch.relu(6 * z + 2 + block.downsample(x)))
+
+
+def test_basic_block_rejects_a_bottleneck_only_position():
+    with pytest.raises(ValueError, match='after_conv1 / after_conv2'):
+        ResNet(depth=18, plugins=[affine('after_conv3', 2, 0)])
+
+
+def test_dcn_slot_on_basic_block_swaps_both_3x3():
+    net = ResNet(depth=18, dcn=dict(type='mmext.ODConv', kernel_num=1),
+                 stage_with_dcn=(False, True, True, True))
+    from mmext.models.layers import ODConv
+    assert type(net.layer1[0].conv1) is nn.Conv2d
+    for layer in (net.layer2, net.layer3, net.layer4):
+        for block in layer:
+            assert isinstance(block.conv1, ODConv) and isinstance(block.conv2, ODConv)
+            assert block.conv1.stride == block.stride
+    assert type(net.layer2[0].downsample[0]) is nn.Conv2d
+    out = net(torch.randn(2, 3, 65, 47))
+    assert [o.shape[1:] for o in out] == [(64, 17, 12), (128, 9, 6), (256, 5, 3), (512, 3, 2)]
+    with pytest.raises(ValueError, match='must be None when dcn'):
+        ResNet(depth=18, dcn=dict(type='mmext.ODConv'), stage_with_dcn=(True, ) * 4,
+               block_conv_cfg=dict(type='mmext.ODConv'))
+
+
+@pytest.mark.parametrize('depth', [18, 50])
+def test_block_conv_cfg_swaps_block_convs_only(depth):
+    from mmext.models.layers import ODConv
+    net = ResNet(depth=depth, block_conv_cfg=dict(type='mmext.ODConv', kernel_num=1))
+    convs = {name: m for name, m in net.named_modules() if isinstance(m, (nn.Conv2d, ODConv))}
+    for name, conv in convs.items():
+        in_block = '.conv' in name and 'attention' not in name
+        if in_block:
+            assert isinstance(conv, ODConv), name
+        elif name == 'conv1' or 'downsample' in name:
+            assert type(conv) is nn.Conv2d, name
+    n_block_convs = 2 * 8 if depth == 18 else 3 * 16
+    assert sum(isinstance(m, ODConv) for m in convs.values()) == n_block_convs
+
+
+def test_resnet_v1c_refuses_dilated_stages():
+    with pytest.raises(ValueError, match='dilated-stage'):
+        ResNetV1c(depth=50, dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1), contract_dilation=True)
+    with pytest.raises(ValueError, match='multi_grid'):
+        ResNetV1c(depth=50, multi_grid=(1, 2, 4))
+
+
+# One line in a config, through every host a user can name: the upstream
+# Bottleneck hosts take one plugin per position and the dcn slot natively;
+# ResNet-18/34 need the mmext host.
+PLUGINS = [dict(type='mmext.SE'), dict(type='mmext.ECA'), dict(type='mmext.CBAM')]
+CONVS = [dict(type='mmext.SKConv'), dict(type='mmext.DynamicConv'),
+         dict(type='mmext.ODConv', kernel_num=4), dict(type='mmext.DCDC'),
+         dict(type='mmext.TAdaConv')]
+HOSTS = [
+    ('mmdet', dict(type='ResNet', depth=50), 'after_conv3'),
+    ('mmdet', dict(type='ResNeXt', depth=50, groups=32, base_width=4), 'after_conv3'),
+    ('mmseg', dict(type='ResNetV1c', depth=50), 'after_conv3'),
+    ('mmdet', dict(type='mmext.ResNet', depth=18), 'after_conv2'),
+    ('mmseg', dict(type='mmext.ResNetV1c', depth=34, contract_dilation=True), 'after_conv2'),
+]
+
+
+def _stage_shapes(backbone, channels):
+    backbone.train()
+    out = backbone(torch.randn(2, 3, 49, 35))
+    strides_hw = [(13, 9), (7, 5), (4, 3), (2, 2)]
+    assert [tuple(o.shape[1:]) for o in out] == [(c, *hw) for c, hw in zip(channels, strides_hw)]
+    out[-1].mean().backward()
+
+
+def _channels(host):
+    return (64, 128, 256, 512) if host['depth'] in (18, 34) else (256, 512, 1024, 2048)
+
+
+@pytest.mark.parametrize('plugin', PLUGINS, ids=lambda p: p['type'])
+@pytest.mark.parametrize('scope,host,position', HOSTS, ids=lambda h: str(h))
+def test_every_plugin_in_every_host(scope, host, position, plugin):
+    backbone = build(scope, dict(host, plugins=[dict(cfg=plugin, position=position)]))
+    abbr = plugin['type'].split('.')[1].lower()
+    assert hasattr(backbone.layer4[0], abbr)
+    _stage_shapes(backbone, _channels(host))
+
+
+@pytest.mark.parametrize('conv', CONVS, ids=lambda c: c['type'])
+@pytest.mark.parametrize('scope,host,position', HOSTS, ids=lambda h: str(h))
+def test_every_conv_in_every_host(scope, host, position, conv):
+    conv_cls = MODELS.get(conv['type'].split('.')[1])
+    backbone = build(scope, dict(host, dcn=conv, stage_with_dcn=(True, ) * 4))
+    assert isinstance(backbone.layer3[1].conv2, conv_cls)
+    _stage_shapes(backbone, _channels(host))

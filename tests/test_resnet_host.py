@@ -247,3 +247,14 @@ def test_every_conv_in_every_host(scope, host, position, conv):
     backbone = build(scope, dict(host, dcn=conv, stage_with_dcn=(True, ) * 4))
     assert isinstance(backbone.layer3[1].conv2, conv_cls)
     _stage_shapes(backbone, _channels(host))
+
+
+@pytest.mark.parametrize('conv', CONVS, ids=lambda c: c['type'])
+def test_every_conv_as_conv_cfg(conv):
+    """conv_cfg reaches every conv: the 7x7 stride-2 stem, the 1x1 stride-2
+    downsample (no padding argument: nn.Conv2d's default 0) and the blocks."""
+    conv_cls = MODELS.get(conv['type'].split('.')[1])
+    backbone = build('mmdet', dict(type='mmext.ResNet', depth=18, conv_cfg=conv))
+    for m in (backbone.conv1, backbone.layer2[0].downsample[0], backbone.layer3[1].conv2):
+        assert isinstance(m, conv_cls)
+    _stage_shapes(backbone, (64, 128, 256, 512))

@@ -3,4 +3,7 @@
 # downsample stay static.
 _base_ = '../resnet/upernet_r50_4xb4-160k_ade20k-512x512.py'
 model = dict(
-    backbone=dict(dcn=dict(type='mmext.DCDC'), stage_with_dcn=(True, True, True, True)))
+    backbone=dict(
+        # The kernel generator's BN follows the segmentor's SyncBN.
+        dcn=dict(type='mmext.DCDC', norm_cfg=dict(type='SyncBN', requires_grad=True)),
+        stage_with_dcn=(True, True, True, True)))

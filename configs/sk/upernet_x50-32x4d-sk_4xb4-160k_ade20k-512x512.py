@@ -7,5 +7,6 @@ model = dict(
         type='ResNeXt',
         groups=32,
         base_width=4,
-        dcn=dict(type='mmext.SKConv'),
+        # The unit's own BNs follow the segmentor's SyncBN.
+        dcn=dict(type='mmext.SKConv', norm_cfg=dict(type='SyncBN', requires_grad=True)),
         stage_with_dcn=(True, True, True, True)))

@@ -60,7 +60,7 @@ class DCDC(BaseModule):
         out_channels (int): Output channels.
         kernel_size (int | tuple[int]): Kernel size. Defaults to 3.
         stride (int | tuple[int]): Stride. Defaults to 1.
-        padding (int | tuple[int]): Zero padding. Defaults to 1.
+        padding (int | tuple[int]): Zero padding. Defaults to 0.
         dilation (int | tuple[int]): Dilation. Defaults to 1.
         groups (int): Groups of the static kernel and of the value
             projection. Defaults to 1.
@@ -78,7 +78,7 @@ class DCDC(BaseModule):
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=1, dilation=1,
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0, dilation=1,
                  groups=1, bias=False, reduction=4, group_channels=16, min_channels=16,
                  norm_cfg=dict(type='BN'), act_cfg=dict(type='ReLU'), init_cfg=None):
         super().__init__(init_cfg=init_cfg)

@@ -40,7 +40,7 @@ class SKConv(BaseModule):
         out_channels (int): Output channels.
         kernel_size (int | tuple[int]): Kernel size of every branch. Defaults to 3.
         stride (int | tuple[int]): Stride of every branch. Defaults to 1.
-        padding (int | tuple[int]): Padding of the first branch. Defaults to 1.
+        padding (int | tuple[int]): Padding of the first branch. Defaults to 0.
         dilation (int | tuple[int]): Dilation of the first branch. Defaults to 1.
         groups (int): Groups of every branch convolution (the paper's G).
             Defaults to 1.
@@ -56,7 +56,7 @@ class SKConv(BaseModule):
         init_cfg (dict, optional): Initialization config. Defaults to None.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=1, dilation=1,
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0, dilation=1,
                  groups=1, bias=False, num_branches=2, reduction=16, min_channels=32,
                  norm_cfg=dict(type='BN'), act_cfg=dict(type='ReLU'), init_cfg=None):
         super().__init__(init_cfg=init_cfg)

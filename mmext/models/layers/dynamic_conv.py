@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmext.registry import MODELS
+from .kernel_bank import expand_static_tensors
 
 
 @MODELS.register_module()
@@ -80,6 +81,10 @@ class DynamicConv(BaseModule):
             nn.init.kaiming_uniform_(self.weight[k], a=math.sqrt(5))
             if self.bias is not None:
                 nn.init.uniform_(self.bias[k], -bound, bound)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        expand_static_tensors(state_dict, prefix, weight=self.weight, bias=self.bias)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def temperature(self):

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmext.registry import MODELS
+from .kernel_bank import expand_static_tensors
 
 
 class ODConvAttention(nn.Module):
@@ -147,6 +148,10 @@ class ODConv(BaseModule):
         if self.bias is not None:
             bound = 1 / math.sqrt(self.weight[0, 0].numel())
             nn.init.uniform_(self.bias, -bound, bound)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        expand_static_tensors(state_dict, prefix, weight=self.weight)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def temperature(self):

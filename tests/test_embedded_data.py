@@ -11,6 +11,7 @@ import os.path as osp
 import cv2
 import numpy as np
 import pytest
+from mmengine.registry import DefaultScope
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
@@ -255,13 +256,16 @@ def test_stock_mmdet_coco_dataset_loads(small):
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     root, _ = small
-    ds = CocoDataset(
-        data_root=osp.join(root, 'coco'),
-        ann_file='annotations/instances_train2017.json',
-        data_prefix=dict(img='train2017/'),
-        metainfo=dict(classes=CLASSES),
-        pipeline=[dict(type='mmdet.LoadImageFromFile'),
-                  dict(type='mmdet.LoadAnnotations', with_bbox=True, with_mask=True)])
+    # Built in the library's scope, as its configs are: a scope left current by
+    # an earlier test (runners and tools set one globally) must not matter.
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        ds = CocoDataset(
+            data_root=osp.join(root, 'coco'),
+            ann_file='annotations/instances_train2017.json',
+            data_prefix=dict(img='train2017/'),
+            metainfo=dict(classes=CLASSES),
+            pipeline=[dict(type='LoadImageFromFile'),
+                      dict(type='LoadAnnotations', with_bbox=True, with_mask=True)])
     assert len(ds) == SMALL['num_train']
     coco = _coco(root, 'train')
     for i in (0, len(ds) - 1):
@@ -281,12 +285,13 @@ def test_stock_mmseg_ade20k_dataset_loads(small):
     from mmseg.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     root, _ = small
-    ds = ADE20KDataset(
-        data_root=osp.join(root, ADE),
-        data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
-        metainfo=dict(classes=ADE_CLASSES),
-        reduce_zero_label=True,
-        pipeline=[dict(type='mmseg.LoadImageFromFile'), dict(type='mmseg.LoadAnnotations')])
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        ds = ADE20KDataset(
+            data_root=osp.join(root, ADE),
+            data_prefix=dict(img_path='images/training', seg_map_path='annotations/training'),
+            metainfo=dict(classes=ADE_CLASSES),
+            reduce_zero_label=True,
+            pipeline=[dict(type='LoadImageFromFile'), dict(type='LoadAnnotations')])
     assert len(ds) == SMALL['num_train']
     sample = ds[0]
     raw = cv2.imread(sample['seg_map_path'], cv2.IMREAD_UNCHANGED)

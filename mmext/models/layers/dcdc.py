@@ -10,6 +10,7 @@ from mmengine.model import BaseModule
 from torch.nn.modules.utils import _pair
 
 from mmext.registry import MODELS
+from .conv_args import set_conv_args
 
 
 @MODELS.register_module()
@@ -82,16 +83,8 @@ class DCDC(BaseModule):
                  groups=1, bias=False, reduction=4, group_channels=16, min_channels=16,
                  norm_cfg=dict(type='BN'), act_cfg=dict(type='ReLU'), init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f'in_channels ({in_channels}) and out_channels ({out_channels}) '
-                             f'must be divisible by groups ({groups})')
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride)
-        self.padding = _pair(padding)
-        self.dilation = _pair(dilation)
-        self.groups = groups
+        set_conv_args(self, in_channels, out_channels, _pair(kernel_size), _pair(stride),
+                      _pair(padding), _pair(dilation), groups)
         self.num_taps = self.kernel_size[0] * self.kernel_size[1]
         hidden = max(in_channels // reduction, min_channels)
 

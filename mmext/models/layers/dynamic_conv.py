@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmext.registry import MODELS
+from .conv_args import set_conv_args
 from .kernel_bank import expand_static_tensors
 
 
@@ -47,17 +48,9 @@ class DynamicConv(BaseModule):
                  groups=1, bias=True, num_kernels=4, reduction=4, temperature=30.0,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f'in_channels ({in_channels}) and out_channels ({out_channels}) '
-                             f'must be divisible by groups ({groups})')
         kernel_size = nn.modules.utils._pair(kernel_size)
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = kernel_size
-        self.stride = stride
-        self.padding = padding
-        self.dilation = dilation
-        self.groups = groups
+        set_conv_args(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                      groups)
         self.num_kernels = num_kernels
 
         hidden = max(in_channels // reduction, num_kernels)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from mmext.registry import MODELS
+from .conv_args import set_conv_args
 from .kernel_bank import expand_static_tensors
 
 
@@ -123,16 +124,8 @@ class ODConv(BaseModule):
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         kernel_size = _square(kernel_size, 'kernel_size')
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f'in_channels ({in_channels}) and out_channels ({out_channels}) '
-                             f'must be divisible by groups ({groups})')
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = kernel_size
-        self.stride = stride
-        self.padding = padding
-        self.dilation = dilation
-        self.groups = groups
+        set_conv_args(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
+                      groups)
         self.kernel_num = kernel_num
         self.attention = ODConvAttention(in_channels, out_channels, kernel_size, groups=groups,
                                          reduction=reduction, kernel_num=kernel_num,

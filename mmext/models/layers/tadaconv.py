@@ -10,6 +10,7 @@ from mmengine.model import BaseModule
 from torch.nn.modules.utils import _pair
 
 from mmext.registry import MODELS
+from .conv_args import set_conv_args
 
 
 class TAdaRoute(nn.Module):
@@ -102,16 +103,8 @@ class TAdaConv(BaseModule):
                  groups=1, bias=False, route_ratio=4, route_kernels=(3, 3),
                  route_norm_cfg=dict(type='BN1d'), init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f'in_channels ({in_channels}) and out_channels ({out_channels}) '
-                             f'must be divisible by groups ({groups})')
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride)
-        self.padding = _pair(padding)
-        self.dilation = _pair(dilation)
-        self.groups = groups
+        set_conv_args(self, in_channels, out_channels, _pair(kernel_size), _pair(stride),
+                      _pair(padding), _pair(dilation), groups)
         self.weight = nn.Parameter(
             torch.empty(out_channels, in_channels // groups, *self.kernel_size))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None

@@ -175,6 +175,9 @@ def to_embedded(cfg, preset='demo', data_root=None, keep_pretrained=False, cfg_o
     data_cfg = Config.fromfile(embedded_base(task))
     sched_cfg = Config.fromfile(osp.join(_REPO_CONFIGS, '_base_', 'schedules', 'embedded.py'))
 
+    # The design's parameter groups (no weight decay on norms / layer scales)
+    # belong to the model, not to the schedule, so they survive the swap.
+    paramwise_cfg = copy.deepcopy(cfg.get('optim_wrapper', {}).get('paramwise_cfg'))
     # Whole sections are replaced, not merged: a COCO pipeline merged with an
     # embedded one by list index would be a mix of both.
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader', 'val_evaluator',
@@ -208,6 +211,8 @@ def to_embedded(cfg, preset='demo', data_root=None, keep_pretrained=False, cfg_o
 
     cfg.train_cfg.max_iters = settings['max_iters']
     cfg.optim_wrapper.optimizer.lr = settings['lr']
+    if paramwise_cfg:
+        cfg.optim_wrapper.paramwise_cfg = paramwise_cfg
     cfg.train_cfg.val_interval = settings['val_interval']
     cfg.default_hooks.checkpoint.interval = settings['val_interval']
 

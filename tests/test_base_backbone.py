@@ -1,0 +1,157 @@
+"""The shared backbone machinery on a four-stage toy backbone: checkpoint
+layouts and containers, the load report, frozen stages, padding helpers."""
+import functools
+
+import pytest
+import torch
+import torch.nn as nn
+from backbone_checks import check_dense_backbone
+from timm.layers import DropPath
+
+from mmext.models.backbones.base_backbone import (DenseBackbone, checkpoint_call, crop_to,
+                                                  pad_to_multiple)
+from mmext.utils.errors import MMExtError
+
+DIMS = (8, 16, 24, 32)
+
+
+class Block(nn.Module):
+
+    def __init__(self, dim, drop_path):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(dim)
+        self.conv = nn.Conv2d(dim, dim, 3, padding=1)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x):
+        return x + self.drop_path(self.conv(self.norm(x)))
+
+
+class Toy(DenseBackbone):
+    """Official layout: ``stem{i}.*`` / ``stage{i}.*`` (1-based); mmext:
+    ``downsamples.{i}`` / ``stages.{i}`` and a dense-only ``out_norm{i}``."""
+    official_drop_prefixes = ('head.', )
+    expected_missing = (r'^out_norms\.', )
+    default_init_cfg = [dict(type='TruncNormal', layer='Conv2d', std=0.02, bias=0.)]
+
+    def __init__(self, drop_path_rate=0., **kwargs):
+        super().__init__(**kwargs)
+        dpr = torch.linspace(0, drop_path_rate, 4).tolist()
+        self.downsamples = nn.ModuleList(
+            nn.Conv2d(3 if i == 0 else DIMS[i - 1], d, 3, 4 if i == 0 else 2, 1)
+            for i, d in enumerate(DIMS))
+        self.stages = nn.ModuleList(Block(d, p) for d, p in zip(DIMS, dpr))
+        self.out_norms = nn.ModuleList(nn.GroupNorm(1, d) for d in DIMS)
+        self._check_stage_args()
+
+    def stage_modules(self, index):
+        return [self.downsamples[index], self.stages[index], self.out_norms[index]]
+
+    @classmethod
+    def convert_official(cls, state_dict):
+        out = {}
+        for k, v in state_dict.items():
+            head, _, rest = k.partition('.')
+            for word, new in (('stem', 'downsamples'), ('stage', 'stages')):
+                if head.startswith(word) and head[len(word):].isdigit():
+                    k = f'{new}.{int(head[len(word):]) - 1}.{rest}'
+            out[k] = v
+        return out
+
+    def forward(self, x):
+        outs = []
+        for i in range(4):
+            x = checkpoint_call(self.stages[i], self.downsamples[i](x), with_cp=self.with_cp)
+            if i in self.out_indices:
+                outs.append(self.out_norms[i](x))
+        return tuple(outs)
+
+
+def to_official(sd):
+    out = {}
+    for k, v in sd.items():
+        head, i, rest = k.split('.', 2)
+        out[f"{ {'downsamples': 'stem', 'stages': 'stage'}[head]}{int(i) + 1}.{rest}"] = v
+    return out
+
+
+def test_toy_meets_the_contract():
+    check_dense_backbone(Toy, DIMS, sizes=((97, 131), (33, 65)))
+
+
+@pytest.mark.parametrize('container', ['state_dict', 'model', 'raw', 'mmext'])
+def test_official_and_mmext_layouts_load(tmp_path, container):
+    src = Toy()
+    src.init_weights()
+    ref = src.state_dict()
+    body = {k: v for k, v in ref.items() if not k.startswith('out_norms')}
+    official = to_official(body)
+    official['head.weight'] = torch.zeros(10, 32)
+    obj = {'state_dict': dict(official), 'meta': {}} if container == 'state_dict' else \
+        {'model': {'module.' + k: v for k, v in official.items()}} if container == 'model' else \
+        official if container == 'raw' else {'state_dict': body}
+    torch.save(obj, tmp_path / 'c.pth')
+    dst = Toy(init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'c.pth')))
+    dst.init_weights()
+    for k, v in dst.state_dict().items():
+        if not k.startswith('out_norms'):
+            torch.testing.assert_close(v, ref[k])
+    report = dst.load_pretrained(str(tmp_path / 'c.pth'))
+    assert report['missing'] == [] and report['unexpected'] == []
+    assert len(report['expected_missing']) == 8
+
+
+def test_load_report_and_errors(tmp_path):
+    src = Toy().state_dict()
+    partial = {k: v for k, v in to_official(
+        {k: v for k, v in src.items() if not k.startswith('out_norms')}).items()
+        if not k.startswith('stage4.')}
+    partial['stage1.extra'] = torch.zeros(1)
+    torch.save(partial, tmp_path / 'p.pth')
+    report = Toy().load_pretrained(str(tmp_path / 'p.pth'))
+    assert report['missing'] and all(k.startswith('stages.3.') for k in report['missing'])
+    assert report['unexpected'] == ['stages.0.extra']
+    # A detector checkpoint: the backbone part picked by prefix.
+    torch.save({'state_dict': {'backbone.' + k: v for k, v in src.items()}}, tmp_path / 'd.pth')
+    assert Toy().load_pretrained(str(tmp_path / 'd.pth'), prefix='backbone.')['missing'] == []
+    with pytest.raises(MMExtError, match='starts with'):
+        Toy().load_pretrained(str(tmp_path / 'd.pth'), prefix='neck.')
+    bad = dict(src)
+    bad['stages.0.conv.weight'] = torch.zeros(1, 1, 3, 3)
+    torch.save(bad, tmp_path / 'b.pth')
+    with pytest.raises(MMExtError, match='shape mismatch'):
+        Toy().load_pretrained(str(tmp_path / 'b.pth'))
+    torch.save({'x.y': torch.zeros(1)}, tmp_path / 'n.pth')
+    with pytest.raises(MMExtError, match='no key'):
+        Toy().load_pretrained(str(tmp_path / 'n.pth'))
+    with pytest.raises(MMExtError, match='not found'):
+        Toy().load_pretrained(str(tmp_path / 'missing.pth'))
+
+
+def test_stage_arguments_are_checked():
+    with pytest.raises(ValueError, match='out_indices'):
+        Toy(out_indices=(4, ))
+    with pytest.raises(ValueError, match='frozen_stages'):
+        Toy(frozen_stages=5)
+
+
+def test_pad_and_crop():
+    x = torch.randn(1, 2, 13, 9)
+    y, size = pad_to_multiple(x, 7)
+    assert y.shape[-2:] == (14, 14) and size == (13, 9)
+    assert torch.equal(crop_to(y, size), x)
+    y, _ = pad_to_multiple(x, (1, 4))
+    assert y.shape[-2:] == (13, 12)
+    assert pad_to_multiple(x, 1)[0] is x
+
+
+def test_checkpoint_call_only_when_recording():
+    calls = []
+    m = nn.Sequential(nn.Linear(3, 3), nn.GELU(), nn.Linear(3, 3))
+    m[1].register_forward_hook(lambda *a: calls.append(1))
+    x = torch.randn(2, 3, requires_grad=True)
+    checkpoint_call(m, x, with_cp=True).sum().backward()
+    assert len(calls) == 2  # forward, then the recomputation in backward
+    with torch.no_grad():
+        checkpoint_call(m, x, with_cp=True)
+    assert len(calls) == 3

@@ -80,3 +80,16 @@ def test_embedded_bases_list_the_generator_classes():
 def test_unknown_preset_is_rejected():
     with pytest.raises(ValueError, match='preset'):
         to_embedded(Config.fromfile(PIPELINES['retinanet']), preset='huge')
+
+
+def test_a_designs_parameter_groups_survive_the_schedule_swap(tmp_path):
+    cfg = Config.fromfile(FULL_SCALE['coco_detection'])
+    groups = dict(norm_decay_mult=0., custom_keys={'layer_scale': dict(decay_mult=0.)})
+    cfg.optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1),
+                             paramwise_cfg=groups)
+    cfg = to_embedded(cfg, preset='smoke', data_root=str(tmp_path))
+    assert cfg.optim_wrapper.optimizer.type == 'AdamW'  # the embedded schedule's optimizer
+    assert cfg.optim_wrapper.paramwise_cfg.to_dict() == groups
+    plain = to_embedded(Config.fromfile(FULL_SCALE['coco_detection']), preset='smoke',
+                        data_root=str(tmp_path))
+    assert 'paramwise_cfg' not in plain.optim_wrapper

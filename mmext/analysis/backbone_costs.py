@@ -103,8 +103,11 @@ def build_backbone(config, root=None):
 
 
 def _label(backbone_cfg):
-    depth = backbone_cfg.get('depth')
-    return f"{backbone_cfg['type']}-{depth}" if depth is not None else backbone_cfg['type']
+    for key in ('depth', 'arch'):
+        value = backbone_cfg.get(key)
+        if isinstance(value, (int, str)):
+            return f"{backbone_cfg['type']}-{value}"
+    return backbone_cfg['type']
 
 
 def compute_cost(config, root=None, input_shape=INPUT_SHAPE):

@@ -72,8 +72,8 @@ def checkpoint_call(module, *args, with_cp=False):
 
 
 def read_state_dict(checkpoint, map_location='cpu'):
-    """The weights in a checkpoint file or URL: the dict under ``state_dict``
-    or ``model``, or the file itself; a ``module.`` prefix (DataParallel)
+    """The weights in a checkpoint file or URL: the dict under ``state_dict``,
+    ``model`` or ``model_state``, or the file itself; a ``module.`` prefix (DataParallel)
     removed."""
     from mmengine.runner.checkpoint import CheckpointLoader
     try:
@@ -82,14 +82,15 @@ def read_state_dict(checkpoint, map_location='cpu'):
         raise MMExtError(f'checkpoint file not found: {checkpoint}') from None
     state_dict = ckpt
     if isinstance(ckpt, dict):
-        for key in ('state_dict', 'model'):
+        # 'model_state': the pycls / SlowFast containers (MViTv2's releases).
+        for key in ('state_dict', 'model', 'model_state'):
             if isinstance(ckpt.get(key), dict):
                 state_dict = ckpt[key]
                 break
     if not isinstance(state_dict, dict) or not state_dict or not all(
             isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise MMExtError(f'{checkpoint} holds no state_dict (expected a dict of tensors, '
-                         "or one under 'state_dict' / 'model')")
+                         "or one under 'state_dict' / 'model' / 'model_state')")
     return {k[len('module.'):] if k.startswith('module.') else k: v
             for k, v in state_dict.items()}
 

@@ -1,0 +1,7 @@
+# RetinaNet FCViT-B24 FPN 1x COCO: the B12 recipe with the B24 backbone.
+_base_ = './retinanet_fcvit-b12_fpn_1x_coco.py'
+model = dict(
+    backbone=dict(
+        arch='b24',
+        # https://drive.google.com/drive/folders/1II2v1rhNe9sgLJtoSR-cgSh2mpPQMt4t
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/fcvit_b24.pth.tar')))

@@ -1,8 +1,17 @@
 """Backbones: the ResNet host and whole-network designs."""
+from .base_backbone import DenseBackbone
+from .fcvit import FCViT
+from .hatnet import HATNet
+from .hornet import GnConv, HorNet
+from .moganet import MogaNet, MultiOrderGatedAggregation
+from .mpvit import MPViT
+from .mvitv2 import MViTv2
 from .resnet import BasicBlock, Bottleneck, ResNet, ResNetV1c, ResNetV1d, ResNeXt, XBottleneck
 from .sda_resnet import SDAResNet
+from .van import LKA, VAN
 
 __all__ = [
-    'BasicBlock', 'Bottleneck', 'ResNet', 'ResNetV1c', 'ResNetV1d', 'ResNeXt', 'XBottleneck',
-    'SDAResNet'
+    'BasicBlock', 'Bottleneck', 'DenseBackbone', 'ResNet', 'ResNetV1c', 'ResNetV1d', 'ResNeXt',
+    'XBottleneck', 'SDAResNet', 'VAN', 'LKA', 'MogaNet', 'MultiOrderGatedAggregation', 'HorNet',
+    'GnConv', 'MPViT', 'HATNet', 'FCViT', 'MViTv2'
 ]

@@ -1,0 +1,52 @@
+"""What holds for every registered mmext dense backbone: it has configs in the
+three pipelines and a docs page, rejects an unknown variant by listing the
+known ones, and the converter CLI knows it."""
+import glob
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+from conftest import CONFIGS
+
+import mmext.models  # noqa: F401  (registration)
+from mmext.models.backbones.base_backbone import DenseBackbone
+from mmext.registry import MODELS
+
+ROOT = osp.dirname(CONFIGS)
+DENSE = sorted(name for name, cls in MODELS.module_dict.items()
+               if isinstance(cls, type) and issubclass(cls, DenseBackbone))
+CONFIG_TEXT = {p: open(p).read() for p in glob.glob(osp.join(CONFIGS, '*', '*.py'))}
+DOCS_TEXT = {p: open(p).read() for p in glob.glob(osp.join(ROOT, 'docs', 'designs', '*.md'))}
+
+
+def test_the_issue_backbones_are_registered():
+    assert {'VAN', 'MogaNet', 'HorNet', 'MPViT', 'HATNet', 'FCViT', 'MViTv2'} <= set(DENSE)
+
+
+@pytest.mark.parametrize('name', DENSE)
+def test_configs_and_docs_name_every_backbone(name):
+    users = [osp.basename(p) for p, text in CONFIG_TEXT.items()
+             if f"type='mmext.{name}'" in text]
+    for prefix in ('retinanet_', 'mask-rcnn_', 'upernet_'):
+        assert any(u.startswith(prefix) for u in users), (name, prefix, users)
+    assert any(f'mmext.{name}' in text for text in DOCS_TEXT.values()), name
+
+
+@pytest.mark.parametrize('name', DENSE)
+def test_unknown_arch_lists_the_known_ones(name):
+    cls = MODELS.get(name)
+    with pytest.raises((ValueError, KeyError, AssertionError)) as err:
+        cls(arch='no-such-variant')
+    assert 'no-such-variant' in str(err.value) or 'arch' in str(err.value)
+
+
+def test_converter_rejects_what_is_not_a_dense_backbone(tmp_path):
+    script = osp.join(ROOT, 'tools', 'model_converters', 'convert_official.py')
+    res = subprocess.run([sys.executable, script, 'ResNet', 'x.pth', str(tmp_path / 'y.pth')],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 1
+    assert 'not an mmext dense backbone' in res.stderr and 'VAN' in res.stderr
+    res = subprocess.run([sys.executable, script, 'VAN', str(tmp_path / 'absent.pth'),
+                          str(tmp_path / 'y.pth')], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 1 and 'not found' in res.stderr

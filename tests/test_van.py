@@ -1,0 +1,123 @@
+"""VAN and LKA: published sizes and FLOPs, the dense-backbone contract, LKA's
+definition, LKA as a ResNet plugin, and the official checkpoint layout."""
+import functools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from backbone_checks import (check_dense_backbone, check_official_checkpoint,
+                             check_out_shapes, count_params)
+from mmengine.analysis import FlopAnalyzer
+
+from mmext.models.backbones import ResNet
+from mmext.models.backbones.van import LKA, VAN
+
+# (published params M, published GFLOPs at 224), classification form: backbone
+# (its norm4 is the classifier's final norm too) + Linear(C, 1000).
+PUBLISHED = {'b0': (4.1, 0.9), 'b1': (13.9, 2.5), 'b2': (26.6, 5.0), 'b3': (44.8, 9.0)}
+
+
+def classifier_params(model):
+    return model.embed_dims[-1] * 1000 + 1000
+
+
+@pytest.mark.parametrize('arch', sorted(PUBLISHED))
+def test_published_parameter_count(arch):
+    model = VAN(arch=arch)
+    params = (count_params(model) + classifier_params(model)) / 1e6
+    assert abs(params - PUBLISHED[arch][0]) / PUBLISHED[arch][0] < 0.01, params
+
+
+@pytest.mark.parametrize('arch', ['b0', 'b1', 'b2'])
+def test_published_flops(arch):
+    model = VAN(arch=arch).eval()
+    analyzer = FlopAnalyzer(model, (torch.randn(1, 3, 224, 224), ))
+    analyzer.unsupported_ops_warnings(False)
+    gflops = (analyzer.total() + model.embed_dims[-1] * 1000) / 1e9
+    assert abs(gflops - PUBLISHED[arch][1]) / PUBLISHED[arch][1] < 0.05, gflops
+
+
+def test_b0_meets_the_dense_contract():
+    check_dense_backbone(functools.partial(VAN, arch='b0'), (32, 64, 160, 256))
+
+
+@pytest.mark.parametrize('arch', ['b1', 'b2', 'b3'])
+def test_other_variants_at_odd_size(arch):
+    check_out_shapes(functools.partial(VAN, arch=arch), (64, 128, 320, 512),
+                     sizes=((97, 131), ))
+
+
+def test_unknown_arch_and_custom_dict():
+    with pytest.raises(ValueError, match='b0'):
+        VAN(arch='b9')
+    with pytest.raises(ValueError, match='mlp_ratios'):
+        VAN(arch=dict(embed_dims=[8, 8, 8, 8], depths=[1, 1, 1, 1]))
+    model = VAN(arch=dict(embed_dims=[8, 16, 24, 32], depths=[1, 1, 1, 1],
+                          mlp_ratios=[2, 2, 2, 2]))
+    assert [o.shape[1] for o in model(torch.randn(1, 3, 64, 64))] == [8, 16, 24, 32]
+
+
+def test_lka_is_the_decomposed_large_kernel_times_the_input():
+    lka = LKA(6)
+    x = torch.randn(2, 6, 23, 17)
+    attn = F.conv2d(x, lka.conv0.weight, lka.conv0.bias, padding=2, groups=6)
+    attn = F.conv2d(attn, lka.conv_spatial.weight, lka.conv_spatial.bias, padding=9,
+                    dilation=3, groups=6)
+    attn = F.conv2d(attn, lka.conv1.weight, lka.conv1.bias)
+    torch.testing.assert_close(lka(x), x * attn)
+    # no sigmoid: scaling the 1x1 scales the output
+    with torch.no_grad():
+        lka.conv1.weight.mul_(2)
+        lka.conv1.bias.mul_(2)
+    torch.testing.assert_close(lka(x), 2 * x * attn)
+
+
+def test_lka_receptive_field_is_23():
+    lka = LKA(1)
+    x = torch.zeros(1, 1, 41, 41, requires_grad=True)
+    lka(x + 1)[0, 0, 20, 20].backward()
+    rows = (x.grad[0, 0].abs().sum(1) > 0).nonzero().flatten()
+    assert rows.min() == 20 - 11 and rows.max() == 20 + 11
+
+
+def test_lka_standalone_and_as_resnet_plugin():
+    lka = LKA(16)
+    x = torch.randn(2, 16, 97, 131, requires_grad=True)
+    out = lka(x)
+    assert out.shape == x.shape
+    out.square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in lka.parameters())
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        assert not torch.isnan(lka(x).float()).any()
+    for depth, position in ((18, 'after_conv2'), (50, 'after_conv2')):
+        plain = ResNet(depth=depth)
+        net = ResNet(depth=depth, plugins=[dict(cfg=dict(type='mmext.LKA'), position=position,
+                                                stages=(False, False, True, True))])
+        added = count_params(net) - count_params(plain)
+        c3, c4 = (256, 512) if depth == 18 else (256, 512)  # planes of stages 3 / 4
+        blocks = (2, 2) if depth == 18 else (6, 3)
+        per = lambda c: c * 25 + c + c * 49 + c + c * c + c  # noqa: E731
+        assert added == blocks[0] * per(c3) + blocks[1] * per(c4)
+        outs = net(torch.randn(2, 3, 65, 97))
+        assert outs[-1].shape[-2:] == (3, 4)
+
+
+
+def to_official(sd):
+    # The mmext module tree keeps the official names (patch_embed{i}, block{i}.{j}.attn
+    # .spatial_gating_unit.conv0/conv_spatial/conv1, mlp.dwconv.dwconv, norm{i}), so
+    # the official file is the same dict; check that every key has the documented form.
+    import re
+    pattern = re.compile(
+        r'^(patch_embed[1-4]\.(proj|norm)\.|norm[1-4]\.|block[1-4]\.\d+\.('
+        r'norm[12]\.|attn\.proj_[12]\.|attn\.spatial_gating_unit\.(conv0|conv_spatial|conv1)\.'
+        r'|layer_scale_[12]$|mlp\.(fc1|fc2|dwconv\.dwconv)\.))')
+    bad = [k for k in sd if not pattern.match(k)]
+    assert not bad, bad
+    return dict(sd)
+
+
+def test_official_checkpoint_loads(tmp_path):
+    check_official_checkpoint(
+        functools.partial(VAN, arch='b0'), to_official, tmp_path, 'VAN', 'b0',
+        classifier={'head.weight': torch.zeros(1000, 256), 'head.bias': torch.zeros(1000)})

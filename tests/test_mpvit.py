@@ -67,7 +67,7 @@ def test_arch_errors_and_custom_dict():
         MPViT(arch=dict(num_path=[2, 3]))
     custom = dict(num_path=[1, 2, 2, 2], num_layers=[1, 1, 1, 1], embed_dims=[16, 32, 32, 48],
                   mlp_ratios=[2, 2, 2, 2], num_heads=[4, 4, 4, 4], crpe_windows={3: 2, 5: 2})
-    model = MODELS.build(dict(type='MPViT', arch=custom)).eval()
+    model = MODELS.build(dict(type='mmext.MPViT', arch=custom)).eval()
     outs = model(torch.randn(1, 3, 33, 47))
     assert [tuple(o.shape[1:]) for o in outs] == [(32, 9, 12), (32, 5, 6), (48, 3, 3),
                                                   (48, 2, 2)]

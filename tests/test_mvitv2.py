@@ -55,7 +55,7 @@ def test_tiny_meets_the_dense_contract():
 
 def test_small_shapes_and_aliases():
     check_out_shapes(functools.partial(MViTv2, arch='s'), CHANNELS, sizes=((97, 131), ))
-    model = MODELS.build(dict(type='MViTv2', arch='mvitv2_small'))
+    model = MODELS.build(dict(type='mmext.MViTv2', arch='mvitv2_small'))
     assert model.depths == (1, 2, 11, 2)
     with pytest.raises(ValueError, match='tiny'):
         MViTv2(arch='huge')

@@ -155,3 +155,23 @@ def test_checkpoint_call_only_when_recording():
     with torch.no_grad():
         checkpoint_call(m, x, with_cp=True)
     assert len(calls) == 3
+
+
+def test_resolve_arch_names_aliases_and_dicts():
+    class Archs(DenseBackbone):
+        arch_settings = {'tiny': dict(dims=[1, 2, 3, 4])}
+        arch_aliases = {'t': 'tiny'}
+
+    got = Archs.resolve_arch('T')
+    assert got == Archs.arch_settings['tiny']
+    got['dims'].append(5)  # a copy: the table is untouched
+    assert Archs.arch_settings['tiny']['dims'] == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match=r"Archs: unknown arch 'huge'.*\['tiny'\].*\['t'\]"):
+        Archs.resolve_arch('huge')
+    with pytest.raises(ValueError, match=r"needs the keys \['dims', 'depth'\].*missing \['depth'\]"):
+        Archs.resolve_arch(dict(dims=[1, 2, 3, 4]), required=('dims', 'depth'))
+    with pytest.raises(ValueError, match='4 entries'):
+        Archs.resolve_arch(dict(dims=[1, 2]), required=('dims', ), per_stage=('dims', ))
+    with pytest.raises(ValueError, match='str or a dict'):
+        Archs.resolve_arch(3)
+    assert Archs.resolve_arch(dict(dims=[4, 3, 2, 1]), ('dims', ), ('dims', ))['dims'] == [4, 3, 2, 1]

@@ -102,8 +102,7 @@ def test_published_flops(arch):
 def test_arch_aliases_and_errors():
     for alias, name in (('t', 'tiny'), ('tiny_7x7', 'tiny'), ('T-GF', 'tiny-gf'),
                         ('small_gf', 'small-gf'), ('b', 'base'), ('l-gf', 'large-gf')):
-        model_settings = HorNet._arch_settings(alias)
-        assert model_settings is HorNet.arch_settings[name]
+        assert HorNet.resolve_arch(alias) == HorNet.arch_settings[name]
     with pytest.raises(ValueError, match='tiny-gf'):
         HorNet(arch='huge')
     with pytest.raises(ValueError, match='orders'):

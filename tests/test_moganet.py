@@ -58,7 +58,7 @@ def test_published_flops(arch):
 def test_arch_aliases_and_errors():
     for alias, name in (('xt', 'xtiny'), ('x-tiny', 'xtiny'), ('t', 'tiny'), ('s', 'small'),
                         ('b', 'base'), ('l', 'large'), ('XT', 'xtiny')):
-        assert MogaNet(arch=alias).embed_dims == MogaNet.arch_zoo[name]['embed_dims']
+        assert MogaNet(arch=alias).embed_dims == MogaNet.arch_settings[name]['embed_dims']
     with pytest.raises(ValueError, match='xtiny'):
         MogaNet(arch='huge')
     with pytest.raises(ValueError, match='keys'):
@@ -74,7 +74,7 @@ def test_contract_xtiny():
 
 @pytest.mark.parametrize('arch', ['tiny', 'small', 'base'])
 def test_out_shapes(arch):
-    check_out_shapes(functools.partial(MogaNet, arch=arch), MogaNet.arch_zoo[arch]['embed_dims'],
+    check_out_shapes(functools.partial(MogaNet, arch=arch), MogaNet.arch_settings[arch]['embed_dims'],
                      sizes=(ODD_SIZE, ))
 
 

@@ -54,7 +54,7 @@ def test_tiny_meets_the_dense_contract():
 
 @pytest.mark.parametrize('arch', ['xs', 'small', 'base'])
 def test_other_variants_shapes(arch):
-    full = MPViT._arch(arch)
+    full = MPViT.resolve_arch(arch)
     name = {'xs': 'xsmall'}.get(arch, arch)
     assert full == MPViT.arch_settings[name]
     check_out_shapes(functools.partial(MPViT, arch=arch), CHANNELS[name], sizes=((97, 131), ))

@@ -119,6 +119,10 @@ class DenseBackbone(BaseModule):
             mmext layout (see :meth:`load_pretrained`).
     """
 
+    #: Published variants: name -> settings (``arch=`` picks one by name).
+    arch_settings = {}
+    #: Other names of the variants: alias -> name in :attr:`arch_settings`.
+    arch_aliases = {}
     #: mmengine init configs applied when the model is not loaded from a checkpoint.
     default_init_cfg = None
     #: Key prefixes of official checkpoints that only the classifier uses.
@@ -135,6 +139,45 @@ class DenseBackbone(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
+
+    # -- variants ----------------------------------------------------------------
+    @classmethod
+    def arch_key(cls, name):
+        """The :attr:`arch_settings` key that ``name`` stands for (any case,
+        aliases resolved); an unknown name is returned as it is."""
+        key = name.lower()
+        return cls.arch_aliases.get(key, key)
+
+    @classmethod
+    def resolve_arch(cls, arch, required=(), per_stage=()):
+        """Settings of ``arch``: a published variant by name, or a dict.
+
+        Args:
+            arch (str | dict): The ``arch`` argument.
+            required (Sequence[str]): Keys a custom dict must hold.
+            per_stage (Sequence[str]): Those of them that need one entry per
+                stage.
+
+        Returns:
+            dict: A copy of the settings, safe to modify.
+        """
+        name = cls.__name__
+        if isinstance(arch, str):
+            key = cls.arch_key(arch)
+            if key not in cls.arch_settings:
+                aliases = f' (aliases {sorted(cls.arch_aliases)})' if cls.arch_aliases else ''
+                raise ValueError(f'{name}: unknown arch {arch!r}; choose from '
+                                 f'{sorted(cls.arch_settings)}{aliases} or pass a dict')
+            return copy.deepcopy(cls.arch_settings[key])
+        if not isinstance(arch, dict):
+            raise ValueError(f'{name}: arch must be a str or a dict, got {type(arch).__name__}')
+        missing = [k for k in required if k not in arch]
+        if missing or any(len(arch[k]) != 4 for k in per_stage if k in arch):
+            raise ValueError(
+                f'{name}: a custom arch needs the keys {list(required)}'
+                + (f', {list(per_stage)} with 4 entries each (one per stage)' if per_stage else '')
+                + (f'; missing {missing}' if missing else ''))
+        return copy.deepcopy(dict(arch))
 
     # -- what a subclass provides --------------------------------------------
     @property

@@ -15,7 +15,6 @@ classification file loads as it is, minus its classifier (``norm.*``,
 ``head.*``); the per-output norms ``norm0/2/4/6`` of the official dense form
 are the only keys it lacks.
 """
-import copy
 import math
 
 import torch
@@ -225,6 +224,7 @@ class FCViT(DenseBackbone):
                     mlp_ratios=[8, 8, 4, 4]),
     }
     arch_aliases = {'t': 'tiny', 's12': 'b12', 's24': 'b24', 's48': 'b48'}
+    _arch_keys = ('depths', 'embed_dims', 'mlp_ratios')
 
     default_init_cfg = [
         dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
@@ -243,7 +243,7 @@ class FCViT(DenseBackbone):
                          norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
         # Checked first: the output norms below are built per out_index.
         self._check_stage_args()
-        settings = self._arch(arch)
+        settings = self.resolve_arch(arch, self._arch_keys, self._arch_keys)
         depths, dims = settings['depths'], settings['embed_dims']
         self.arch = settings
         self.embed_dims = list(dims)
@@ -264,24 +264,6 @@ class FCViT(DenseBackbone):
         for i in self.out_indices:
             self.add_module(f'norm{2 * i}', build_norm_layer(norm_cfg, dims[i])[1])
         _official_conv_init(self)
-
-    @classmethod
-    def _arch(cls, arch):
-        if isinstance(arch, str):
-            name = cls.arch_aliases.get(arch.lower(), arch.lower())
-            if name not in cls.arch_settings:
-                raise ValueError(f'FCViT: unknown arch {arch!r}; choose from '
-                                 f'{sorted(cls.arch_settings)} (aliases '
-                                 f'{sorted(cls.arch_aliases)}) or pass a dict')
-            return copy.deepcopy(cls.arch_settings[name])
-        if not isinstance(arch, dict):
-            raise ValueError(f'FCViT: arch must be a str or a dict, got {type(arch).__name__}')
-        keys = ('depths', 'embed_dims', 'mlp_ratios')
-        missing = [k for k in keys if k not in arch]
-        if missing or any(len(arch[k]) != 4 for k in keys):
-            raise ValueError(f'FCViT: a custom arch needs {keys} with 4 entries each '
-                             f'(missing: {missing})')
-        return copy.deepcopy(dict(arch))
 
     def stage_modules(self, index):
         mods = [self.patch_embed if index == 0 else self.network[2 * index - 1],

@@ -10,7 +10,6 @@ results are summed and projected by a 1x1 convolution. Blocks are
 ``x + H-MHSA(x)`` followed by ``x + InvertedResidual(x)``, all in NCHW with
 ``GroupNorm(1, C)`` as the layer norm.
 """
-import copy
 
 import torch
 import torch.nn as nn
@@ -223,7 +222,8 @@ class HATNet(DenseBackbone):
                  frozen_stages=-1, norm_eval=False, with_cp=False, init_cfg=None):
         super().__init__(out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
-        s = self._arch(arch)
+        s = self.resolve_arch(arch, self._arch_keys + ('head_dim', ),
+                              self._arch_keys)
         self.arch = s
         dims, depths = s['dims'], s['depths']
         self.out_channels = list(dims)
@@ -241,23 +241,6 @@ class HATNet(DenseBackbone):
         for i in range(1, 4):
             self.add_module(f'ds{i + 1}', Downsample(dims[i - 1], dims[i]))
         self._check_stage_args()
-
-    @classmethod
-    def _arch(cls, arch):
-        if isinstance(arch, str):
-            name = cls.arch_aliases.get(arch.lower(), arch.lower())
-            if name not in cls.arch_settings:
-                raise ValueError(f'HATNet: unknown arch {arch!r}; choose from '
-                                 f'{sorted(cls.arch_settings)} (aliases '
-                                 f'{sorted(cls.arch_aliases)}) or pass a dict')
-            return copy.deepcopy(cls.arch_settings[name])
-        if not isinstance(arch, dict):
-            raise ValueError(f'HATNet: arch must be a str or a dict, got {type(arch).__name__}')
-        missing = [k for k in cls._arch_keys + ('head_dim', ) if k not in arch]
-        if missing or any(len(arch[k]) != 4 for k in cls._arch_keys):
-            raise ValueError(f'HATNet: a custom arch needs {cls._arch_keys} with 4 entries '
-                             f'each and head_dim (missing: {missing})')
-        return copy.deepcopy(dict(arch))
 
     def stage_modules(self, index):
         first = self.patch_embed if index == 0 else getattr(self, f'ds{index + 1}')

@@ -245,7 +245,7 @@ class HorNet(DenseBackbone):
         'large-gf': _arch(192, _GF_SIZES_224),
         'large-gf384': _arch(192, _GF_SIZES_384),
     }
-    _aliases = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
+    arch_aliases = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
 
     default_init_cfg = [
         dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=.02, bias=0.),
@@ -259,7 +259,8 @@ class HorNet(DenseBackbone):
                  frozen_stages=-1, norm_eval=False, with_cp=False, init_cfg=None):
         super().__init__(out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
-        settings = self._arch_settings(arch)
+        keys = ('embed_dims', 'depths', 'orders')
+        settings = self.resolve_arch(arch, keys, keys)
         self.embed_dims = list(settings['embed_dims'])
         self.depths = list(settings['depths'])
         self.orders = list(settings['orders'])
@@ -294,24 +295,13 @@ class HorNet(DenseBackbone):
         self._check_stage_args()
 
     @classmethod
-    def _arch_settings(cls, arch):
-        if isinstance(arch, dict):
-            missing = {'embed_dims', 'depths', 'orders'} - set(arch)
-            if missing:
-                raise ValueError(f'HorNet: an arch dict needs the keys embed_dims, depths, '
-                                 f'orders (missing {sorted(missing)})')
-            if any(len(arch[k]) != 4 for k in ('embed_dims', 'depths', 'orders')):
-                raise ValueError('HorNet: embed_dims, depths and orders need 4 entries each')
-            return arch
-        name = str(arch).lower().replace('_', '-')
+    def arch_key(cls, name):
+        # 'T-GF', 'tiny_gf', 'tiny_7x7' and 't' name the same two variants.
+        name = name.lower().replace('_', '-')
         if name.endswith('-7x7'):
             name = name[:-4]
         head, sep, tail = name.partition('-')
-        name = cls._aliases.get(head, head) + sep + tail
-        if name not in cls.arch_settings:
-            raise ValueError(f'HorNet: unknown arch {arch!r}; choose from '
-                             f'{sorted(cls.arch_settings)} or give a dict')
-        return cls.arch_settings[name]
+        return cls.arch_aliases.get(head, head) + sep + tail
 
     @classmethod
     def convert_official(cls, state_dict):

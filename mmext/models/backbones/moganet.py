@@ -266,18 +266,18 @@ class MogaNet(DenseBackbone):
             :class:`DenseBackbone`.
     """
 
-    arch_zoo = {
-        **dict.fromkeys(['xt', 'xtiny', 'x-tiny'], dict(
-            embed_dims=[32, 64, 96, 192], depths=[3, 3, 10, 2], ffn_ratios=[8, 8, 4, 4])),
-        **dict.fromkeys(['t', 'tiny'], dict(
-            embed_dims=[32, 64, 128, 256], depths=[3, 3, 12, 2], ffn_ratios=[8, 8, 4, 4])),
-        **dict.fromkeys(['s', 'small'], dict(
-            embed_dims=[64, 128, 320, 512], depths=[2, 3, 12, 2], ffn_ratios=[8, 8, 4, 4])),
-        **dict.fromkeys(['b', 'base'], dict(
-            embed_dims=[64, 160, 320, 512], depths=[4, 6, 22, 3], ffn_ratios=[8, 8, 4, 4])),
-        **dict.fromkeys(['l', 'large'], dict(
-            embed_dims=[64, 160, 320, 640], depths=[4, 6, 44, 4], ffn_ratios=[8, 8, 4, 4])),
+    arch_settings = {
+        'xtiny': dict(embed_dims=[32, 64, 96, 192], depths=[3, 3, 10, 2], ffn_ratios=[8, 8, 4, 4]),
+        'tiny': dict(embed_dims=[32, 64, 128, 256], depths=[3, 3, 12, 2], ffn_ratios=[8, 8, 4, 4]),
+        'small': dict(embed_dims=[64, 128, 320, 512], depths=[2, 3, 12, 2],
+                      ffn_ratios=[8, 8, 4, 4]),
+        'base': dict(embed_dims=[64, 160, 320, 512], depths=[4, 6, 22, 3],
+                     ffn_ratios=[8, 8, 4, 4]),
+        'large': dict(embed_dims=[64, 160, 320, 640], depths=[4, 6, 44, 4],
+                      ffn_ratios=[8, 8, 4, 4]),
     }
+    arch_aliases = {'xt': 'xtiny', 'x-tiny': 'xtiny', 't': 'tiny', 's': 'small', 'b': 'base',
+                    'l': 'large'}
 
     # Official init: every conv N(0, 2 / fan_out) with zero bias; for the
     # depth-wise ones the official fan_out (divided by groups) is PyTorch's
@@ -297,26 +297,11 @@ class MogaNet(DenseBackbone):
                  frozen_stages=-1, norm_eval=False, with_cp=False, init_cfg=None):
         super().__init__(out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
-        if isinstance(arch, str):
-            key = arch.lower()
-            if key not in self.arch_zoo:
-                raise ValueError(f'MogaNet: unknown arch {arch!r}; choose from '
-                                 f'{sorted(self.arch_zoo)} or pass a dict with embed_dims, '
-                                 'depths and ffn_ratios')
-            settings = self.arch_zoo[key]
-        elif isinstance(arch, dict):
-            needed = {'embed_dims', 'depths', 'ffn_ratios'}
-            if set(arch) != needed:
-                raise ValueError(f'MogaNet: a custom arch needs exactly the keys {sorted(needed)}, '
-                                 f'got {sorted(arch)}')
-            settings = arch
-        else:
-            raise ValueError(f'MogaNet: arch must be a str or dict, got {type(arch).__name__}')
+        keys = ('embed_dims', 'depths', 'ffn_ratios')
+        settings = self.resolve_arch(arch, keys, keys)
         self.embed_dims = list(settings['embed_dims'])
         self.depths = list(settings['depths'])
         self.ffn_ratios = list(settings['ffn_ratios'])
-        if not len(self.embed_dims) == len(self.depths) == len(self.ffn_ratios) == 4:
-            raise ValueError('MogaNet: embed_dims, depths and ffn_ratios need 4 entries each')
 
         dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
         cur = 0

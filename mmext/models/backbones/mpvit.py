@@ -7,7 +7,6 @@ depthwise-separable 3x3 convolutions whose successive outputs see 3x3, 5x5,
 local convolutional path, concatenates everything and mixes it with a 1x1
 convolution.
 """
-import copy
 import re
 from functools import partial
 
@@ -266,6 +265,7 @@ class MPViT(DenseBackbone):
                      num_heads=[8, 8, 8, 8]),
     }
     arch_aliases = {'t': 'tiny', 'xs': 'xsmall', 's': 'small', 'b': 'base'}
+    _arch_keys = ('num_path', 'num_layers', 'embed_dims', 'mlp_ratios', 'num_heads')
     #: CoaT's head split for 8 heads: 2 heads see 3x3, 3 see 5x5, 3 see 7x7.
     default_crpe_windows = {3: 2, 5: 3, 7: 3}
 
@@ -284,7 +284,7 @@ class MPViT(DenseBackbone):
                  norm_eval=False, with_cp=False, init_cfg=None):
         super().__init__(out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
-        settings = self._arch(arch)
+        settings = self.resolve_arch(arch, self._arch_keys, self._arch_keys)
         num_path, depths = settings['num_path'], settings['num_layers']
         dims, mlp_ratios = settings['embed_dims'], settings['mlp_ratios']
         heads = settings['num_heads']
@@ -309,24 +309,6 @@ class MPViT(DenseBackbone):
                            mlp_ratios[i], dpr[starts[i]:starts[i] + depths[i]], windows,
                            norm_cfg, with_cp) for i in range(4))
         self._check_stage_args()
-
-    @classmethod
-    def _arch(cls, arch):
-        if isinstance(arch, str):
-            name = cls.arch_aliases.get(arch.lower(), arch.lower())
-            if name not in cls.arch_settings:
-                raise ValueError(f'MPViT: unknown arch {arch!r}; choose from '
-                                 f'{sorted(cls.arch_settings)} (aliases '
-                                 f'{sorted(cls.arch_aliases)}) or pass a dict')
-            return copy.deepcopy(cls.arch_settings[name])
-        if not isinstance(arch, dict):
-            raise ValueError(f'MPViT: arch must be a str or a dict, got {type(arch).__name__}')
-        keys = ('num_path', 'num_layers', 'embed_dims', 'mlp_ratios', 'num_heads')
-        missing = [k for k in keys if k not in arch]
-        if missing or any(len(arch[k]) != 4 for k in keys):
-            raise ValueError(f'MPViT: a custom arch needs {keys} with 4 entries each '
-                             f'(missing: {missing})')
-        return copy.deepcopy(dict(arch))
 
     def stage_modules(self, index):
         mods = [self.patch_embeds[index], self.stages[index]]

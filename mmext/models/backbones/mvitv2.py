@@ -85,17 +85,10 @@ class MViTv2(DenseBackbone):
                  init_cfg=None):
         super().__init__(out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
-        if isinstance(arch, str):
-            key = self.arch_aliases.get(arch.lower(), arch.lower())
-            if key not in self.arch_settings:
-                raise ValueError(f'MViTv2: unknown arch {arch!r}; choose one of '
-                                 f'{sorted(self.arch_settings)} or give a dict of '
-                                 'MultiScaleVitCfg fields')
-            cfg = dataclasses.replace(timm_mvitv2.model_cfgs[self.arch_settings[key]])
-        elif isinstance(arch, dict):
-            cfg = timm_mvitv2.MultiScaleVitCfg(**arch)
-        else:
-            raise ValueError(f'MViTv2: arch must be a str or a dict, got {type(arch).__name__}')
+        settings = self.resolve_arch(arch)
+        # A name resolves to timm's config name, a dict holds MultiScaleVitCfg fields.
+        cfg = (dataclasses.replace(timm_mvitv2.model_cfgs[settings]) if isinstance(settings, str)
+               else timm_mvitv2.MultiScaleVitCfg(**settings))
         if len(cfg.depths) != 4 or cfg.use_cls_token or cfg.use_abs_pos:
             raise ValueError('MViTv2: the dense adapter needs 4 stages, no class token and '
                              'no absolute position embedding (the T/S/B settings)')

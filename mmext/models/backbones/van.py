@@ -7,8 +7,6 @@ dilation 3 and a 1x1; its output multiplies the input (no sigmoid), so the
 convolution cost. Module names follow the official classification code, so
 its checkpoints load without renaming.
 """
-import copy
-
 import torch
 import torch.nn as nn
 from mmcv.cnn import build_norm_layer
@@ -148,7 +146,7 @@ class VAN(DenseBackbone):
         'b2': dict(embed_dims=[64, 128, 320, 512], depths=[3, 3, 12, 3], mlp_ratios=[8, 8, 4, 4]),
         'b3': dict(embed_dims=[64, 128, 320, 512], depths=[3, 5, 27, 3], mlp_ratios=[8, 8, 4, 4]),
     }
-    aliases = {'tiny': 'b0', 'small': 'b1', 'base': 'b2', 'large': 'b3'}
+    arch_aliases = {'tiny': 'b0', 'small': 'b1', 'base': 'b2', 'large': 'b3'}
     default_init_cfg = [
         dict(type='TruncNormal', layer='Linear', std=0.02, bias=0.),
         dict(type='Constant', layer=['LayerNorm', 'BatchNorm2d', 'SyncBatchNorm'], val=1.,
@@ -162,16 +160,8 @@ class VAN(DenseBackbone):
                  init_cfg=None):
         super().__init__(out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
-        if isinstance(arch, str):
-            key = self.aliases.get(arch.lower(), arch.lower())
-            if key not in self.arch_settings:
-                raise ValueError(f'VAN: unknown arch {arch!r}; choose one of '
-                                 f'{sorted(self.arch_settings) + sorted(self.aliases)} or a dict')
-            arch = self.arch_settings[key]
-        arch = copy.deepcopy(dict(arch))
-        missing = {'embed_dims', 'depths', 'mlp_ratios'} - set(arch)
-        if missing:
-            raise ValueError(f'VAN: a custom arch needs {sorted(missing)}')
+        arch = self.resolve_arch(arch, required=('embed_dims', 'depths', 'mlp_ratios'),
+                                 per_stage=('embed_dims', 'depths', 'mlp_ratios'))
         self.embed_dims = list(arch['embed_dims'])
         self.depths = list(arch['depths'])
         dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()

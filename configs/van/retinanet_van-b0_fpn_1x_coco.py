@@ -8,7 +8,7 @@ model = dict(
         arch='b0',
         drop_path_rate=0.1,
         out_indices=(0, 1, 2, 3),
-        # Official classification weights (Tsinghua cloud release; converted on load).
+        # Official classification weights (Hugging Face mirror; converted on load).
         init_cfg=dict(
             type='Pretrained',
             checkpoint='https://huggingface.co/Visual-Attention-Network/VAN-Tiny-original/'

@@ -1,6 +1,6 @@
 # UperNet with VAN-B2, 160k ADE20K 512x512 (published 50.1 mIoU, VAN paper Table 10).
 # Recipe of the official VAN segmentation code (taken from Swin): AdamW lr 6e-5, betas
-# (0.9, 0.999), weight decay 0.01 (none on norms), 1500 linear warm-up iterations then
+# (0.9, 0.999), weight decay 0.01 (none on params named 'norm'), 1500 linear warm-up iterations then
 # poly, 8 GPUs x 2 images, drop path 0.1.
 _base_ = '../resnet/upernet_r50_4xb4-160k_ade20k-512x512.py'
 model = dict(
@@ -22,7 +22,9 @@ optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
-    paramwise_cfg=dict(norm_decay_mult=0.))
+    # The official custom key: matches the backbone's norm1/norm2/norm{i}/patch_embed
+    # norms, not the heads' BNs (named 'bn').
+    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.)}))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=1500, end=160000),

@@ -119,6 +119,20 @@ def check_dense_backbone(build, channels, sizes=ODD_SIZES):
     check_with_cp_and_drop_path(build)
 
 
+def same_names_as(pattern):
+    """``to_official`` for a design whose modules keep the official names:
+    the identity, once every key is checked against ``pattern`` (a regex of
+    the documented official layout)."""
+    regex = re.compile(pattern)
+
+    def to_official(state_dict):
+        bad = [k for k in state_dict if not regex.match(k)]
+        assert not bad, f'keys outside the documented official layout: {bad[:5]}'
+        return dict(state_dict)
+
+    return to_official
+
+
 def check_official_checkpoint(build, to_official, tmp_path, type_name, arch,
                               classifier=None, expected_missing=()):
     """An official-layout checkpoint loads through ``init_cfg`` (three

@@ -1,6 +1,5 @@
 """The shared backbone machinery on a four-stage toy backbone: checkpoint
 layouts and containers, the load report, frozen stages, padding helpers."""
-import functools
 
 import pytest
 import torch

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from backbone_checks import (check_dense_backbone, check_official_checkpoint, check_out_shapes,
-                             count_params)
+                             count_params, same_names_as)
 
 from mmext.models.backbones.fcvit import FCViT, GlobalContext, TokenMixer
 from mmext.registry import MODELS
@@ -89,13 +89,9 @@ _OFFICIAL_KEY = re.compile(
     r'|network\.[135]\.(proj|norm)\.)')
 
 
-def to_official(state_dict):
-    """Written from the documented layout: the same names; the classifier
-    adds ``norm.*`` / ``head.*`` (passed separately)."""
-    out = dict(state_dict)
-    assert all(_OFFICIAL_KEY.match(k) for k in out), \
-        [k for k in out if not _OFFICIAL_KEY.match(k)][:5]
-    return out
+# Written from the documented layout: the same names; the classifier adds norm.* / head.*
+# (passed separately).
+to_official = same_names_as(_OFFICIAL_KEY.pattern)
 
 
 def test_official_checkpoint(tmp_path):

@@ -2,13 +2,12 @@
 parameter counts and FLOPs, the dense-backbone contract, official checkpoint
 layout, a hand reference of MOGA and CA-FFN, and MOGA as a ResNet plugin."""
 import functools
-import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 from backbone_checks import (check_dense_backbone, check_official_checkpoint, check_out_shapes,
-                             count_params)
+                             count_params, same_names_as)
 from design_checks import ODD_SIZE, assert_all_grads
 from mmengine.analysis import FlopAnalyzer
 from mmengine.registry import DefaultScope
@@ -88,18 +87,11 @@ def test_registry_builds_it():
 # Official checkpoint: documented layout (../shared/checkpoint_layouts.md):
 # patch_embed{i}.projection.* (stage 1: the two-conv stem), blocks{i}.{j}.*,
 # norm{i}; classifier head.*. mmext keeps these names.
-OFFICIAL_KEY = re.compile(
+to_official = same_names_as(
     r'^(patch_embed1\.projection\.[0134]\.|patch_embed[234]\.(projection|norm)\.|'
     r'blocks[1-4]\.\d+\.(norm1|norm2|layer_scale_1$|layer_scale_2$|attn\.proj_1|attn\.gate|'
     r'attn\.value\.(DW_conv[012]|PW_conv)|attn\.proj_2|attn\.sigma\.scale$|'
     r'mlp\.(fc1|dwconv|fc2|decompose)|mlp\.sigma\.scale$)|norm[1-4]\.)')
-
-
-def to_official(state_dict):
-    """mmext -> official names (the same names: keep them and check them)."""
-    bad = [k for k in state_dict if not OFFICIAL_KEY.match(k)]
-    assert not bad, bad[:5]
-    return dict(state_dict)
 
 
 def test_official_checkpoint(tmp_path):

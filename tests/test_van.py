@@ -5,8 +5,8 @@ import functools
 import pytest
 import torch
 import torch.nn.functional as F
-from backbone_checks import (check_dense_backbone, check_official_checkpoint,
-                             check_out_shapes, count_params)
+from backbone_checks import (check_dense_backbone, check_official_checkpoint, check_out_shapes,
+                             count_params, same_names_as)
 from mmengine.analysis import FlopAnalyzer
 
 from mmext.models.backbones import ResNet
@@ -41,10 +41,18 @@ def test_b0_meets_the_dense_contract():
     check_dense_backbone(functools.partial(VAN, arch='b0'), (32, 64, 160, 256))
 
 
-@pytest.mark.parametrize('arch', ['b1', 'b2', 'b3'])
+@pytest.mark.parametrize('arch', ['b1', 'b2', 'b3', 'b5'])
 def test_other_variants_at_odd_size(arch):
-    check_out_shapes(functools.partial(VAN, arch=arch), (64, 128, 320, 512),
-                     sizes=((97, 131), ))
+    channels = (96, 192, 480, 768) if arch == 'b5' else (64, 128, 320, 512)
+    check_out_shapes(functools.partial(VAN, arch=arch), channels, sizes=((97, 131), ))
+
+
+def test_aliases_and_larger_variants():
+    assert VAN(arch='tiny').depths == [3, 3, 5, 2]
+    assert VAN(arch='large').depths == [3, 5, 27, 3]
+    # B4-B6 of the official classification code (no published target in the catalog).
+    assert VAN(arch='b4').depths == [3, 6, 40, 3]
+    assert VAN(arch='b6').embed_dims == [96, 192, 384, 768]
 
 
 def test_unknown_arch_and_custom_dict():
@@ -94,7 +102,7 @@ def test_lka_standalone_and_as_resnet_plugin():
         net = ResNet(depth=depth, plugins=[dict(cfg=dict(type='mmext.LKA'), position=position,
                                                 stages=(False, False, True, True))])
         added = count_params(net) - count_params(plain)
-        c3, c4 = (256, 512) if depth == 18 else (256, 512)  # planes of stages 3 / 4
+        c3, c4 = 256, 512  # after_conv2 sees the stage's planes in Basic and Bottleneck
         blocks = (2, 2) if depth == 18 else (6, 3)
         per = lambda c: c * 25 + c + c * 49 + c + c * c + c  # noqa: E731
         assert added == blocks[0] * per(c3) + blocks[1] * per(c4)
@@ -103,18 +111,13 @@ def test_lka_standalone_and_as_resnet_plugin():
 
 
 
-def to_official(sd):
-    # The mmext module tree keeps the official names (patch_embed{i}, block{i}.{j}.attn
-    # .spatial_gating_unit.conv0/conv_spatial/conv1, mlp.dwconv.dwconv, norm{i}), so
-    # the official file is the same dict; check that every key has the documented form.
-    import re
-    pattern = re.compile(
-        r'^(patch_embed[1-4]\.(proj|norm)\.|norm[1-4]\.|block[1-4]\.\d+\.('
-        r'norm[12]\.|attn\.proj_[12]\.|attn\.spatial_gating_unit\.(conv0|conv_spatial|conv1)\.'
-        r'|layer_scale_[12]$|mlp\.(fc1|fc2|dwconv\.dwconv)\.))')
-    bad = [k for k in sd if not pattern.match(k)]
-    assert not bad, bad
-    return dict(sd)
+# The mmext module tree keeps the official names (patch_embed{i}, block{i}.{j}.attn
+# .spatial_gating_unit.conv0/conv_spatial/conv1, mlp.dwconv.dwconv, norm{i}), so the
+# official file is the same dict once every key has the documented form.
+to_official = same_names_as(
+    r'^(patch_embed[1-4]\.(proj|norm)\.|norm[1-4]\.|block[1-4]\.\d+\.('
+    r'norm[12]\.|attn\.proj_[12]\.|attn\.spatial_gating_unit\.(conv0|conv_spatial|conv1)\.'
+    r'|layer_scale_[12]$|mlp\.(fc1|fc2|dwconv\.dwconv)\.))')
 
 
 def test_official_checkpoint_loads(tmp_path):

@@ -3,6 +3,7 @@ _base_ = './mask-rcnn_van-b0_fpn_1x_coco.py'
 model = dict(
     backbone=dict(
         arch='b1',
-        init_cfg=dict(checkpoint='https://huggingface.co/Visual-Attention-Network/VAN-Small-original/'
+        init_cfg=dict(
+            checkpoint='https://huggingface.co/Visual-Attention-Network/VAN-Small-original/'
             'resolve/main/van_small_811.pth.tar')),
     neck=dict(in_channels=[64, 128, 320, 512]))

@@ -1,5 +1,6 @@
-# RetinaNet with VAN-B0, 1x COCO. Recipe of the VAN paper (Sec. 4.2), which follows PVT:
-# AdamW lr 1e-4, weight decay 1e-4, batch 16, ImageNet-1k weights, drop path 0.1.
+# RetinaNet with VAN-B0, 1x COCO. The VAN paper (Sec. 4.2) follows PVT(v2)'s
+# recipe; no official VAN detection configs were found, so PVTv2's values are used:
+# AdamW lr 1e-4, weight decay 1e-4, batch 16 (8x2), ImageNet-1k weights, drop path 0.1.
 _base_ = '../resnet/retinanet_r50_fpn_1x_coco.py'
 model = dict(
     backbone=dict(

@@ -126,8 +126,8 @@ class VAN(DenseBackbone):
     the stage output, which the next stage reads, as in the official code).
 
     Args:
-        arch (str | dict): ``'b0'`` .. ``'b3'`` (aliases ``tiny``, ``small``,
-            ``base``, ``large``), or a dict with ``embed_dims``, ``depths``,
+        arch (str | dict): ``'b0'`` .. ``'b6'`` (aliases ``tiny``, ``small``,
+            ``base``, ``large`` for B0-B3), or a dict with ``embed_dims``, ``depths``,
             ``mlp_ratios``.
         in_channels (int): Input channels. Defaults to 3.
         drop_rate (float): Dropout in the MLPs. Defaults to 0.
@@ -145,6 +145,11 @@ class VAN(DenseBackbone):
         'b1': dict(embed_dims=[64, 128, 320, 512], depths=[2, 2, 4, 2], mlp_ratios=[8, 8, 4, 4]),
         'b2': dict(embed_dims=[64, 128, 320, 512], depths=[3, 3, 12, 3], mlp_ratios=[8, 8, 4, 4]),
         'b3': dict(embed_dims=[64, 128, 320, 512], depths=[3, 5, 27, 3], mlp_ratios=[8, 8, 4, 4]),
+        # The larger variants of the official classification code (B5 / B6 were
+        # released as ImageNet-22k models).
+        'b4': dict(embed_dims=[64, 128, 320, 512], depths=[3, 6, 40, 3], mlp_ratios=[8, 8, 4, 4]),
+        'b5': dict(embed_dims=[96, 192, 480, 768], depths=[3, 3, 24, 3], mlp_ratios=[8, 8, 4, 4]),
+        'b6': dict(embed_dims=[96, 192, 384, 768], depths=[6, 6, 90, 6], mlp_ratios=[8, 8, 4, 4]),
     }
     arch_aliases = {'tiny': 'b0', 'small': 'b1', 'base': 'b2', 'large': 'b3'}
     default_init_cfg = [

@@ -1,0 +1,9 @@
+# Mask R-CNN HorNet-B (GF) FPN 1x COCO: the 7x7 recipe, global filters at the checkpoint's
+# 14x8 / 7x4 as in the official detection configs (resampled to every input size at run time).
+_base_ = './mask-rcnn_hornet-base_fpn_1x_coco.py'
+model = dict(
+    backbone=dict(
+        arch='base-gf',
+        init_cfg=dict(
+            checkpoint='https://download.openmmlab.com/mmclassification/v0/hornet/'
+            'hornet-base-gf_3rdparty_in1k_20220915-82c06fa7.pth')))

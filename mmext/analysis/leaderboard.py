@@ -1,0 +1,528 @@
+"""A leaderboard from mmengine work dirs: one Markdown table, an accuracy vs
+FLOPs plot and the training curves side by side.
+
+A *run* is a work dir as ``tools/train.py`` leaves it (mmengine layout)::
+
+    work_dir/<config_name>.py                  the dumped config
+    work_dir/<timestamp>/<timestamp>.log       log (environment header, val lines)
+    work_dir/<timestamp>/vis_data/scalars.json one json dict per logged step
+    work_dir/iter_<N>.pth                      checkpoints
+    work_dir/run.json                          written by tools/analysis_tools/compare.py
+    work_dir/train.out, ../<name>.out          captured stdout/stderr (optional)
+
+Runs of one config (same config file, preset and schedule) with different
+seeds form one row: the final metrics are shown as mean +- std over the runs.
+Runs without metrics, with a traceback or that stopped before ``max_iters``
+are listed in their own section with the reason, never dropped.
+
+``tools/analysis_tools/leaderboard.py`` is the command line and
+``tools/analysis_tools/compare.py`` trains the configs first.
+"""
+import dataclasses
+import glob
+import json
+import os
+import os.path as osp
+import re
+import statistics
+
+from mmext.utils.errors import MMExtError
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TIMESTAMP = re.compile(r'^\d{8}_\d{6}$')
+# (leaderboard column, mmengine metric keys in order of preference, scale to %)
+METRICS = (
+    ('box AP', ('coco/bbox_mAP', 'bbox_mAP'), 100.0),
+    ('mask AP', ('coco/segm_mAP', 'segm_mAP'), 100.0),
+    ('mIoU', ('mIoU', ), 1.0),
+)
+_VAL_LINE = re.compile(r'Iter\(val\) \[(\d+)/(\d+)\]\s+(.*)$')
+_KV = re.compile(r'([\w/.]+): (-?[\d.]+(?:e-?\d+)?)')
+
+
+@dataclasses.dataclass
+class Run:
+    """One training run (one work dir)."""
+
+    work_dir: str
+    status: str = 'missing'  # finished | crashed | unfinished | missing
+    reason: str = ''
+    config: str = None  # source config (repo-relative when inside the repo)
+    dumped_config: str = None
+    seed: object = None
+    preset: str = None
+    max_iters: int = None
+    last_iter: int = None
+    environment: str = ''
+    method: str = '-'
+    backbone: str = '-'
+    final: dict = dataclasses.field(default_factory=dict)  # column -> value (%)
+    best: dict = dataclasses.field(default_factory=dict)
+    losses: list = dataclasses.field(default_factory=list)  # [(iter, loss)]
+    val_curve: dict = dataclasses.field(default_factory=dict)  # column -> [(iter, v)]
+    latency_ms: float = None
+    params: int = None
+    flops: int = None
+
+    @property
+    def name(self):
+        return osp.splitext(osp.basename(self.config or self.dumped_config or self.work_dir))[0]
+
+    @property
+    def group_key(self):
+        return (self.config or self.dumped_config or self.work_dir, self.preset, self.max_iters)
+
+
+# --------------------------------------------------------------------------
+# discovery and parsing
+
+
+def _read(path):
+    try:
+        with open(path, encoding='utf-8', errors='replace') as f:
+            return f.read()
+    except OSError:
+        return ''
+
+
+def _is_run_dir(path):
+    return any(TIMESTAMP.match(d) and osp.isdir(osp.join(path, d)) for d in os.listdir(path)) \
+        or osp.isfile(osp.join(path, 'run.json'))
+
+
+def find_runs(patterns):
+    """Expand work-dir patterns (globs allowed) into run folders.
+
+    A pattern naming a folder that holds runs (e.g. ``work_dirs/compare``)
+    yields every run below it; one that matches nothing is reported as a
+    missing run.
+
+    Returns:
+        list[str]: run folders, sorted, unique.
+    """
+    found = []
+    for pattern in patterns:
+        matches = sorted(p for p in glob.glob(pattern) if osp.isdir(p))
+        if not matches:
+            found.append(pattern)  # becomes a 'missing' run
+        for path in matches:
+            for dirpath, dirnames, _ in os.walk(path):
+                dirnames[:] = sorted(d for d in dirnames if not TIMESTAMP.match(d))
+                if _is_run_dir(dirpath):
+                    found.append(dirpath)
+    seen, out = set(), []
+    for p in found:
+        p = osp.normpath(p)
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out
+
+
+def _latest_log_dir(work_dir):
+    """The newest timestamp folder with a training log (tools/test.py adds
+    timestamp folders too; a resumed run's latest folder has the end)."""
+    stamps = sorted((d for d in os.listdir(work_dir) if TIMESTAMP.match(d)), reverse=True)
+    for d in stamps:
+        log = _read(osp.join(work_dir, d, f'{d}.log'))
+        if 'Iter(train)' in log or 'Saving checkpoint' in log or 'Checkpoints will be' in log:
+            return osp.join(work_dir, d)
+    return osp.join(work_dir, stamps[0]) if stamps else None
+
+
+def _environment(log):
+    """Short environment string from mmengine's log header."""
+    def grab(key):
+        m = re.search(rf'^\s*{re.escape(key)}: (.+)$', log, re.M)
+        return m.group(1).strip() if m else None
+
+    parts = []
+    if grab('PyTorch'):
+        parts.append(f"PyTorch {grab('PyTorch')}")
+    if grab('MMEngine'):
+        parts.append(f"MMEngine {grab('MMEngine')}")
+    gpu = re.search(r'^\s*GPU 0[^:]*: (.+)$', log, re.M)
+    if grab('CUDA available') == 'True':
+        parts.append(gpu.group(1).strip() if gpu else 'CUDA')
+    elif grab('CUDA available') == 'False':
+        parts.append('CPU')
+    return ', '.join(parts)
+
+
+def _scalars(path):
+    rows = []
+    for line in _read(path).splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
+
+
+def _metric_of(entry):
+    """{column: value in %} of one validation entry."""
+    out = {}
+    for col, keys, scale in METRICS:
+        for k in keys:
+            if isinstance(entry.get(k), (int, float)):
+                out[col] = float(entry[k]) * scale
+                break
+    return out
+
+
+def _val_from_log(log):
+    """Validation results from the final ``Iter(val) [n/n]`` lines of a log
+    (when scalars.json is missing)."""
+    entries = []
+    for line in log.splitlines():
+        m = _VAL_LINE.search(line)
+        if m and m.group(1) == m.group(2):
+            entries.append({k: float(v) for k, v in _KV.findall(m.group(3))})
+    return entries
+
+
+def _source_config(run, dumped):
+    """The config under configs/ that the run was made from: run.json's, else
+    the configs/**/<name>.py with the dumped config's name."""
+    name = osp.basename(dumped) if dumped else None
+    if name:
+        hits = sorted(glob.glob(osp.join(ROOT, 'configs', '**', name), recursive=True))
+        if hits:
+            return osp.relpath(hits[0], ROOT)
+    return None
+
+
+def _model_labels(cfg):
+    model = cfg.get('model', {})
+    method = model.get('type', '-')
+    if method in ('EncoderDecoder', 'CascadeEncoderDecoder') and model.get('decode_head'):
+        head = model['decode_head']
+        head = head[-1] if isinstance(head, (list, tuple)) else head
+        method = f"{head.get('type', '?')} ({method})"
+    backbone = model.get('backbone', {})
+    label = backbone.get('type', '-')
+    for key in ('depth', 'arch'):
+        if isinstance(backbone.get(key), (int, str)):
+            label = f'{label}-{backbone[key]}'
+            break
+    return method, label
+
+
+def _latency(run_dir):
+    """Median inference latency (ms) from a benchmark json next to the run
+    (``benchmark*.json``: tools/analysis_tools/benchmark.py's result dict)."""
+    for path in sorted(glob.glob(osp.join(run_dir, 'benchmark*.json'))) + sorted(
+            glob.glob(osp.join(osp.dirname(run_dir), 'benchmark*.json'))):
+        try:
+            data = json.loads(_read(path))
+        except ValueError:
+            continue
+        if isinstance(data.get('latency_ms'), (int, float)):
+            return float(data['latency_ms'])
+        models = data.get('models') or []
+        if models and isinstance(models[0].get('infer'), dict):
+            median = models[0]['infer'].get('median')
+            if isinstance(median, (int, float)):
+                return float(median)
+    return None
+
+
+def read_run(work_dir):
+    """Parse one work dir into a :class:`Run`."""
+    run = Run(work_dir=work_dir)
+    if not osp.isdir(work_dir):
+        run.reason = 'work dir does not exist'
+        return run
+    meta = {}
+    if osp.isfile(osp.join(work_dir, 'run.json')):
+        try:
+            meta = json.loads(_read(osp.join(work_dir, 'run.json')))
+        except ValueError:
+            meta = {}
+    dumped = sorted(glob.glob(osp.join(work_dir, '*.py')))
+    run.dumped_config = dumped[0] if dumped else None
+    run.config = meta.get('config') or _source_config(run, run.dumped_config)
+    run.preset = meta.get('embedded')
+    run.seed = meta.get('seed')
+
+    cfg = None
+    if run.dumped_config:
+        from mmengine.config import Config
+        try:
+            cfg = Config.fromfile(run.dumped_config)
+        except Exception as exc:  # noqa: B902  (a damaged dump is a listed problem)
+            run.reason = f'cannot read {osp.basename(run.dumped_config)}: {exc}'
+    if cfg is not None:
+        run.method, run.backbone = _model_labels(cfg)
+        if run.seed is None:
+            run.seed = (cfg.get('randomness') or {}).get('seed')
+        run.max_iters = (cfg.get('train_cfg') or {}).get('max_iters')
+        if run.preset is None and cfg.get('embedded'):
+            run.preset = cfg.embedded.get('preset')
+
+    log_dir = _latest_log_dir(work_dir)
+    log = _read(osp.join(log_dir, f'{osp.basename(log_dir)}.log')) if log_dir else ''
+    outs = [_read(osp.join(work_dir, 'train.out')), _read(work_dir.rstrip('/') + '.out')]
+    run.environment = _environment(log)
+    if run.seed is None:
+        m = re.search(r'^\s*seed: (\S+)$', log, re.M)
+        run.seed = m.group(1) if m else None
+
+    rows = _scalars(osp.join(log_dir, 'vis_data', 'scalars.json')) if log_dir else []
+    train = [r for r in rows if 'loss' in r]
+    vals = [r for r in rows if _metric_of(r)]
+    if not vals:
+        vals = [e for e in _val_from_log(log) if _metric_of(e)]
+    run.losses = [(r.get('iter', r.get('step')), r['loss']) for r in train]
+    iters = [r.get('iter', r.get('step')) for r in train]
+    saved = [int(m) for m in re.findall(r'Saving checkpoint at (\d+) iterations', log)]
+    saved += [int(m) for f in glob.glob(osp.join(work_dir, 'iter_*.pth'))
+              for m in re.findall(r'iter_(\d+)\.pth$', f)]
+    run.last_iter = max([i for i in iters + saved if isinstance(i, int)], default=None)
+    for v in vals:
+        for col, value in _metric_of(v).items():
+            run.val_curve.setdefault(col, []).append((v.get('step'), value))
+    if vals:
+        run.final = _metric_of(vals[-1])
+        run.best = {col: max(v for _, v in pts) for col, pts in run.val_curve.items()}
+    run.latency_ms = _latency(work_dir)
+
+    failed = meta.get('returncode') not in (None, 0)
+    # A run that exited 0 may still have printed a handled traceback (e.g. a
+    # dataloader worker warning); only the exit status counts then.
+    texts = () if meta.get('returncode') == 0 else (log, *outs)
+    tb = next((t for t in texts if 'Traceback (most recent call last)' in t), None)
+    if tb is not None or failed:
+        run.status = 'crashed'
+        last = [ln for ln in (tb or outs[0] or log).strip().splitlines() if ln.strip()]
+        run.reason = (last[-1].strip() if last else '') or f"exit status {meta.get('returncode')}"
+        if failed and tb is None:
+            run.reason = f"exit status {meta['returncode']}: {run.reason}"
+    elif not log_dir:
+        run.status, run.reason = 'missing', 'no log (the run never started)'
+    elif run.max_iters and (run.last_iter or 0) < run.max_iters:
+        run.status = 'unfinished'
+        run.reason = f'stopped at iteration {run.last_iter or 0} of {run.max_iters}'
+    elif not run.final:
+        run.status, run.reason = 'unfinished', 'no validation metrics in the log'
+    else:
+        run.status = 'finished'
+    return run
+
+
+# --------------------------------------------------------------------------
+# aggregation
+
+
+@dataclasses.dataclass
+class Entry:
+    """One leaderboard row: the finished runs of one config."""
+
+    runs: list
+
+    @property
+    def first(self):
+        return self.runs[0]
+
+    def stat(self, col, which='final'):
+        values = [getattr(r, which)[col] for r in self.runs if col in getattr(r, which)]
+        if not values:
+            return None
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return statistics.fmean(values), std, len(values)
+
+    @property
+    def design(self):
+        cfg = self.first.config
+        if cfg and not osp.isabs(cfg) and cfg.startswith('configs' + os.sep):
+            return cfg.split(os.sep)[1]
+        return '-'
+
+    @property
+    def latency(self):
+        values = [r.latency_ms for r in self.runs if r.latency_ms is not None]
+        return statistics.median(values) if values else None
+
+
+def group_runs(runs):
+    """Finished runs grouped by config / preset / schedule, in first-seen order."""
+    groups = {}
+    for r in runs:
+        if r.status == 'finished':
+            groups.setdefault(r.group_key, []).append(r)
+    return [Entry(sorted(g, key=lambda r: str(r.seed))) for g in groups.values()]
+
+
+def attach_costs(entries, cost_fn=None):
+    """Backbone params / FLOPs per entry (``backbone_cost``, cached per config);
+    a config that cannot be built gets none (shown as '-')."""
+    if cost_fn is None:
+        from .backbone_costs import backbone_cost
+
+        def cost_fn(path):
+            return backbone_cost(path, root=ROOT)
+
+    notes = []
+    for e in entries:
+        path = e.first.config or e.first.dumped_config
+        try:
+            cost = cost_fn(path)
+        except Exception as exc:  # noqa: B902  (listed, the table still builds)
+            notes.append(f'`{path}`: no backbone cost ({type(exc).__name__}: {exc})')
+            continue
+        for r in e.runs:
+            r.params, r.flops = cost.params, cost.flops
+            r.backbone = cost.backbone or r.backbone
+    return notes
+
+
+# --------------------------------------------------------------------------
+# rendering
+
+
+def _fmt(stat):
+    if stat is None:
+        return '-'
+    mean, std, n = stat
+    return f'{mean:.2f} ± {std:.2f}' if n > 1 else f'{mean:.2f}'
+
+
+def _link(config, out_dir):
+    if not config:
+        return '-'
+    path = config if osp.isabs(config) else osp.join(ROOT, config)
+    rel = osp.relpath(path, out_dir) if out_dir else config
+    return f'[{osp.basename(config)}]({rel})'
+
+
+def render_markdown(runs, entries, out_dir=None, notes=(), images=()):
+    lines = ['# Leaderboard', '',
+             'Final validation metrics, mean ± std over the seeds (n runs). Backbone params '
+             'and FLOPs at 1x3x224x224 by mmengine\'s FlopAnalyzer (one multiply-add = one '
+             'FLOP); latency from a benchmark json in the work dir. AP in %.', '',
+             '| method | backbone | design | params (M) | FLOPs (G) | latency (ms) | box AP '
+             '| mask AP | mIoU | best (max over runs) | n | seeds | config |',
+             '|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|']
+    for e in entries:
+        r = e.first
+        best = ', '.join(f'{col} {max(x.best[col] for x in e.runs if col in x.best):.2f}'
+                         for col, _, _ in METRICS if e.stat(col, 'best'))
+        lines.append(
+            f'| {r.method} | {r.backbone} | {e.design} | '
+            f"{f'{r.params / 1e6:.2f}' if r.params is not None else '-'} | "
+            f"{f'{r.flops / 1e9:.2f}' if r.flops is not None else '-'} | "
+            f"{f'{e.latency:.1f}' if e.latency is not None else '-'} | "
+            + ' | '.join(_fmt(e.stat(col)) for col, _, _ in METRICS)
+            + f" | {best or '-'} | {len(e.runs)} | {', '.join(str(x.seed) for x in e.runs)} | "
+            f'{_link(r.config or r.dumped_config, out_dir)} |')
+    if not entries:
+        lines.append('| (no finished runs) |  |  |  |  |  |  |  |  |  |  |  |  |')
+    lines += ['', '## Runs', '',
+              '| run | status | seed | preset | iters | ' + ' | '.join(
+                  c for c, _, _ in METRICS) + ' | environment |',
+              '|---|---|---:|---|---:|---:|---:|---:|---|']
+    for r in runs:
+        if r.status != 'finished':
+            continue
+        lines.append(
+            f'| `{r.work_dir}` | {r.status} | {r.seed} | {r.preset or "-"} | {r.last_iter} | '
+            + ' | '.join(f'{r.final[c]:.2f}' if c in r.final else '-' for c, _, _ in METRICS)
+            + f' | {r.environment or "-"} |')
+    problems = [r for r in runs if r.status != 'finished']
+    lines += ['', '## Missing, crashed or unfinished runs', '']
+    if problems:
+        lines += ['| run | status | reason |', '|---|---|---|']
+        for r in problems:
+            reason = r.reason.replace('|', '\\|')
+            lines.append(f'| `{r.work_dir}` | {r.status} | {reason} |')
+    else:
+        lines.append('None.')
+    if notes:
+        lines += ['', '## Notes', ''] + [f'- {n}' for n in notes]
+    if images:
+        lines += ['']
+        lines += [f'![{osp.splitext(osp.basename(p))[0]}]({osp.basename(p)})' for p in images]
+    return '\n'.join(lines) + '\n'
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_accuracy_vs_flops(entries, path):
+    plt = _plt()
+    cols = [c for c, _, _ in METRICS if any(e.stat(c) for e in entries)] or ['mIoU']
+    fig, axes = plt.subplots(1, len(cols), figsize=(5.5 * len(cols), 4.2), squeeze=False)
+    for ax, col in zip(axes[0], cols):
+        for e in entries:
+            s = e.stat(col)
+            if s is None or e.first.flops is None:
+                continue
+            x = e.first.flops / 1e9
+            ax.errorbar(x, s[0], yerr=s[1], fmt='o', capsize=3)
+            ax.annotate(e.first.name, (x, s[0]), fontsize=7, xytext=(3, 3),
+                        textcoords='offset points')
+        ax.margins(x=0.45, y=0.1)  # room for the labels right of the points
+        ax.set(xlabel='backbone GFLOPs (224x224)', ylabel=col, title=f'{col} vs FLOPs')
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_curves(entries, path):
+    """Training loss and validation metric of every run, one colour per config."""
+    plt = _plt()
+    cols = [c for c, _, _ in METRICS if any(r.val_curve.get(c) for e in entries for r in e.runs)]
+    fig, axes = plt.subplots(1, 1 + len(cols), figsize=(5.5 * (1 + len(cols)), 4.2),
+                             squeeze=False)
+    cmap = plt.get_cmap('tab20')
+    for i, e in enumerate(entries):
+        color = cmap(i % 20)
+        for j, r in enumerate(e.runs):
+            label = e.first.name if j == 0 else None
+            pts = [(x, y) for x, y in r.losses if x is not None]
+            if pts:
+                axes[0][0].plot(*zip(*pts), color=color, linewidth=1, label=label)
+            for ax, col in zip(axes[0][1:], cols):
+                pts = [(x, y) for x, y in r.val_curve.get(col, []) if x is not None]
+                if pts:
+                    ax.plot(*zip(*pts), color=color, marker='o', label=label)
+    axes[0][0].set(title='training loss', xlabel='iteration')
+    for ax, col in zip(axes[0][1:], cols):
+        ax.set(title=f'validation {col}', xlabel='iteration')
+    for ax in axes[0]:
+        if ax.lines:
+            ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def build_leaderboard(patterns, out_dir, cost_fn=None, with_costs=True):
+    """Collect the runs under ``patterns`` and write ``leaderboard.md``,
+    ``accuracy_vs_flops.png`` and ``curves.png`` into ``out_dir``.
+
+    Returns:
+        dict: ``runs``, ``entries`` and the written ``files``.
+    """
+    dirs = find_runs(patterns)
+    if not dirs:
+        raise MMExtError(f'no runs found under {" ".join(patterns)}')
+    out_dir = osp.abspath(out_dir)
+    runs = [read_run(d) for d in dirs if osp.abspath(d) != out_dir]
+    entries = group_runs(runs)
+    notes = attach_costs(entries, cost_fn) if with_costs else []
+    os.makedirs(out_dir, exist_ok=True)
+    images = [plot_accuracy_vs_flops(entries, osp.join(out_dir, 'accuracy_vs_flops.png')),
+              plot_curves(entries, osp.join(out_dir, 'curves.png'))]
+    md = osp.join(out_dir, 'leaderboard.md')
+    with open(md, 'w', encoding='utf-8') as f:
+        f.write(render_markdown(runs, entries, out_dir, notes, images))
+    return dict(runs=runs, entries=entries, files=[md, *images])

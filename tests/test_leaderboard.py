@@ -1,0 +1,149 @@
+"""The leaderboard (tools/analysis_tools/leaderboard.py) and the one-command
+comparison (tools/analysis_tools/compare.py).
+
+One real 2-iteration smoke run through compare.py (which also builds its
+leaderboard); the other runs are written in mmengine's work-dir format:
+two seeds of a segmentation config (aggregated) and a crashed run (listed).
+"""
+import json
+import os.path as osp
+import shutil
+import types
+
+import pytest
+from conftest import CONFIGS, ROOT, run_tool
+
+from mmext.analysis.leaderboard import build_leaderboard, find_runs, read_run
+
+COMPARE = osp.join(ROOT, 'tools', 'analysis_tools', 'compare.py')
+LEADERBOARD = osp.join(ROOT, 'tools', 'analysis_tools', 'leaderboard.py')
+DET_CONFIG = osp.join(CONFIGS, 'resnet', 'retinanet_r18_fpn-c128_1x_coco.py')
+SEG_NAME = 'upernet_r18-c128_4xb4-160k_ade20k-512x512.py'
+
+HEADER = """2026/11/23 10:00:00 - mmengine - INFO -
+------------------------------------------------------------
+System environment:
+    sys.platform: linux
+    Python: 3.11.7
+    CUDA available: False
+    numpy_random_seed: {seed}
+    PyTorch: 2.14.1
+    MMEngine: 0.10.7
+
+Runtime environment:
+    seed: {seed}
+------------------------------------------------------------
+2026/11/23 10:00:01 - mmengine - INFO - Checkpoints will be saved to {work_dir}.
+"""
+
+DUMPED = """default_scope = 'mmseg'
+model = dict(type='EncoderDecoder', backbone=dict(type='ResNetV1c', depth=18),
+             decode_head=dict(type='UPerHead'))
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=4, val_interval=2)
+randomness = dict(seed={seed})
+embedded = dict(task='ade20k', preset='smoke', data_root='data/embedded')
+"""
+
+
+def fake_run(work_dir, seed, mious, crash=False, stamp='20261123_100000'):
+    """A work dir as tools/train.py leaves it: dumped config, log, scalars."""
+    log_dir = work_dir / stamp
+    (log_dir / 'vis_data').mkdir(parents=True)
+    (work_dir / SEG_NAME).write_text(DUMPED.format(seed=seed))
+    log = HEADER.format(seed=seed, work_dir=work_dir)
+    rows = []
+    for i, miou in enumerate(mious):
+        it = 2 * (i + 1)
+        rows.append(dict(loss=2.0 / it, lr=1e-3, iter=it, step=it))
+        rows.append(dict(aAcc=80.0, mIoU=miou, mAcc=30.0, step=it))
+        log += (f'2026/11/23 10:00:0{i + 2} - mmengine - INFO - Saving checkpoint at {it} '
+                f'iterations\n2026/11/23 10:00:0{i + 2} - mmengine - INFO - Iter(val) [4/4]'
+                f'    aAcc: 80.0000  mIoU: {miou:.4f}  mAcc: 30.0000\n')
+    if crash:
+        log += ('Traceback (most recent call last):\n  File "train.py", line 1, in <module>\n'
+                'RuntimeError: CUDA out of memory (synthetic)\n')
+    (log_dir / f'{stamp}.log').write_text(log)
+    (log_dir / 'vis_data' / 'scalars.json').write_text(
+        ''.join(json.dumps(r) + '\n' for r in rows))
+    return work_dir
+
+
+def fake_cost(path):
+    return types.SimpleNamespace(params=11_200_000, flops=2_060_000_000, backbone='ResNetV1c-18')
+
+
+@pytest.fixture(scope='module')
+def compared(tmp_path_factory, embedded_root):
+    """compare.py on one config, 2 iterations, seed 3: the real run."""
+    work = tmp_path_factory.mktemp('compare')
+    proc = run_tool(COMPARE, DET_CONFIG, '--seeds', '3', '--embedded', 'smoke', '--data-root',
+                    embedded_root, '--work-dir', str(work), '--cfg-options',
+                    'train_cfg.max_iters=2', 'train_cfg.val_interval=2')
+    return work, proc
+
+
+def test_compare_one_command(compared):
+    work, proc = compared
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    run_dir = work / 'retinanet_r18_fpn-c128_1x_coco' / 'seed3'
+    meta = json.loads((run_dir / 'run.json').read_text())
+    assert meta['returncode'] == 0 and meta['seed'] == 3 and meta['embedded'] == 'smoke'
+    board = work / 'leaderboard'
+    for name in ('leaderboard.md', 'accuracy_vs_flops.png', 'curves.png'):
+        assert (board / name).stat().st_size > 0
+    md = (board / 'leaderboard.md').read_text()
+    row = next(line for line in md.splitlines() if line.startswith('| RetinaNet'))
+    cells = [c.strip() for c in row.strip('|').split('|')]
+    # method, backbone, design, params (M) from backbone_cost, FLOPs (G), latency
+    assert cells[:3] == ['RetinaNet', 'ResNet-18', 'resnet']
+    assert float(cells[3]) == pytest.approx(11.18, abs=0.01)  # ResNet-18 without the fc
+    assert float(cells[4]) > 1.0 and cells[5] == '-'
+    assert 'retinanet_r18_fpn-c128_1x_coco.py' in cells[-1]
+    run = read_run(str(run_dir))
+    assert run.status == 'finished' and run.seed == 3 and run.last_iter == 2
+    assert 'box AP' in run.final and 'PyTorch' in run.environment
+
+
+def test_leaderboard_aggregates_seeds_and_lists_crashes(compared, tmp_path):
+    work, _ = compared
+    runs = tmp_path / 'runs'
+    shutil.copytree(work / 'retinanet_r18_fpn-c128_1x_coco' / 'seed3', runs / 'retina_seed3')
+    fake_run(runs / 'seg_seed0', 0, [20.0, 30.0])
+    fake_run(runs / 'seg_seed1', 1, [25.0, 34.0])
+    fake_run(runs / 'seg_crash', 2, [10.0], crash=True)
+    unfinished = fake_run(runs / 'seg_half', 5, [12.0])  # stopped at 2 of 4 iterations
+    assert read_run(str(unfinished)).status == 'unfinished'
+
+    out = tmp_path / 'board'
+    result = build_leaderboard([str(runs / '*'), str(tmp_path / 'nowhere')], str(out),
+                               cost_fn=fake_cost)
+    status = {osp.basename(r.work_dir): r.status for r in result['runs']}
+    assert status == {'retina_seed3': 'finished', 'seg_seed0': 'finished',
+                      'seg_seed1': 'finished', 'seg_crash': 'crashed',
+                      'seg_half': 'unfinished', 'nowhere': 'missing'}
+    assert len(result['entries']) == 2
+    md = (out / 'leaderboard.md').read_text()
+    row = next(line for line in md.splitlines() if line.startswith('| UPerHead'))
+    cells = [c.strip() for c in row.strip('|').split('|')]
+    assert cells[1:5] == ['ResNetV1c-18', 'resnet', '11.20', '2.06']
+    assert cells[8] == '32.00 ± 2.83'  # final mIoU of seeds 0 and 1: 30, 34
+    assert cells[9] == 'mIoU 34.00' and cells[10] == '2' and cells[11] == '0, 1'
+    assert SEG_NAME in cells[12]
+    problems = md.split('## Missing, crashed or unfinished runs')[1]
+    assert 'seg_crash` | crashed | RuntimeError: CUDA out of memory (synthetic)' in problems
+    assert 'seg_half` | unfinished | stopped at iteration 2 of 4' in problems
+    assert 'nowhere` | missing' in problems
+    assert (out / 'accuracy_vs_flops.png').stat().st_size > 0
+    assert (out / 'curves.png').stat().st_size > 0
+    assert len(find_runs([str(runs)])) == 5  # a parent folder finds the runs below it
+
+
+def test_leaderboard_cli(tmp_path):
+    fake_run(tmp_path / 'runs' / 'a', 0, [20.0, 30.0])
+    proc = run_tool(LEADERBOARD, str(tmp_path / 'runs'), '--out', str(tmp_path / 'lb'),
+                    '--no-costs')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '| UPerHead (EncoderDecoder) | ResNetV1c-18 | resnet | - | - | - |' in proc.stdout
+    proc = run_tool(LEADERBOARD, str(tmp_path / 'empty'), '--out', str(tmp_path / 'lb2'))
+    assert proc.returncode == 0  # listed as missing, not an error
+    assert 'missing' in proc.stdout

@@ -1,0 +1,104 @@
+"""Train and evaluate configs on the embedded data with fixed seeds, then
+build the leaderboard: the "submit configs for a reproducible comparison"
+workflow in one command.
+
+    python tools/analysis_tools/compare.py CONFIG [CONFIG ...] [--seeds 0 1]
+        [--embedded {demo,smoke}] [--work-dir work_dirs/compare] [--cfg-options k=v ...]
+
+Each (config, seed) trains in its own ``tools/train.py`` process into
+WORK_DIR/<config name>/seed<k> (stdout/stderr in train.out, the command and
+exit status in run.json), so a crash of one run does not stop the others; it
+is listed in the leaderboard instead. Runs already finished are skipped unless
+--force. The leaderboard goes to WORK_DIR/leaderboard/. Exit status 1 when a
+run failed.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)  # run from a checkout
+
+from mmext.utils.errors import MMExtError, friendly_errors  # noqa: E402
+
+TRAIN = osp.join(ROOT, 'tools', 'train.py')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train configs, then build the leaderboard')
+    parser.add_argument('configs', nargs='+', help='config files')
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0], help='seeds (default 0)')
+    parser.add_argument('--embedded', default='demo', choices=['demo', 'smoke'],
+                        help='embedded-data preset (default demo)')
+    parser.add_argument('--work-dir', default=osp.join('work_dirs', 'compare'))
+    parser.add_argument('--data-root', help='embedded data folder (default data/embedded)')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='key=value overrides passed on to tools/train.py')
+    parser.add_argument('--force', action='store_true', help='retrain finished runs')
+    parser.add_argument('--no-costs', action='store_true',
+                        help='leaderboard without backbone params / FLOPs')
+    return parser.parse_args(argv)
+
+
+def _rel(path):
+    path = osp.abspath(path)
+    return osp.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
+
+
+def train_one(config, seed, args):
+    name = osp.splitext(osp.basename(config))[0]
+    work_dir = osp.join(args.work_dir, name, f'seed{seed}')
+    meta_path = osp.join(work_dir, 'run.json')
+    if not args.force and osp.isfile(meta_path):
+        from mmext.analysis.leaderboard import read_run
+        if read_run(work_dir).status == 'finished':
+            print(f'[compare] {name} seed {seed}: finished before, skipped', flush=True)
+            return 0
+    os.makedirs(work_dir, exist_ok=True)
+    cmd = [sys.executable, TRAIN, config, '--embedded', args.embedded, '--work-dir', work_dir,
+           '--cfg-options', f'randomness.seed={seed}', *args.cfg_options]
+    if args.data_root:
+        cmd[3:3] = ['--data-root', args.data_root]
+    meta = dict(config=_rel(config), seed=seed, embedded=args.embedded,
+                cfg_options=args.cfg_options, command=cmd, returncode=None)
+    with open(meta_path, 'w') as f:
+        json.dump(meta, f, indent=2)
+    print(f'[compare] {name} seed {seed}: training -> {work_dir}', flush=True)
+    start = time.time()
+    with open(osp.join(work_dir, 'train.out'), 'w') as out:
+        rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT,
+                             env=dict(os.environ, PYTHONUNBUFFERED='1'))
+    meta.update(returncode=rc, wall_time_s=round(time.time() - start, 1))
+    with open(meta_path, 'w') as f:
+        json.dump(meta, f, indent=2)
+    state = 'done' if rc == 0 else f'FAILED (exit {rc}, see {work_dir}/train.out)'
+    print(f'[compare] {name} seed {seed}: {state} in {meta["wall_time_s"]:.0f} s', flush=True)
+    return rc
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with friendly_errors('compare'):
+        for config in args.configs:
+            if not osp.isfile(config):
+                raise MMExtError(f'config file not found: {config}')
+        codes = [train_one(c, s, args) for c in args.configs for s in args.seeds]
+        import mmext  # noqa: F401  (stack fixes)
+        from mmext.analysis.leaderboard import build_leaderboard
+        result = build_leaderboard([args.work_dir], osp.join(args.work_dir, 'leaderboard'),
+                                   with_costs=not args.no_costs)
+    with open(result['files'][0], encoding='utf-8') as f:
+        print(f.read(), end='')
+    print('[compare] wrote ' + ', '.join(result['files']))
+    failed = sum(rc != 0 for rc in codes)
+    if failed:
+        print(f'[compare] {failed} of {len(codes)} runs failed', file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""A leaderboard of the runs in mmengine work dirs.
+
+    python tools/analysis_tools/leaderboard.py WORK_DIR [WORK_DIR ...] [--out DIR]
+    python tools/analysis_tools/leaderboard.py 'work_dirs/compare/*' --out work_dirs/lb
+
+Writes DIR/leaderboard.md (one table: method, backbone, design, params, FLOPs,
+latency, box AP / mask AP / mIoU as mean ± std over seeds, config link; the
+runs with their seed and environment; the missing / crashed / unfinished runs),
+DIR/accuracy_vs_flops.png and DIR/curves.png. The work is in
+``mmext/analysis/leaderboard.py``.
+"""
+import argparse
+import os.path as osp
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)  # run from a checkout
+
+import mmext  # noqa: E402,F401  (stack fixes)
+from mmext.analysis.leaderboard import build_leaderboard  # noqa: E402
+from mmext.utils.errors import friendly_errors  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Leaderboard of training runs')
+    parser.add_argument('work_dirs', nargs='+',
+                        help='work dirs or folders of work dirs (globs accepted)')
+    parser.add_argument('--out', default=osp.join('work_dirs', 'leaderboard'),
+                        help='output folder (default work_dirs/leaderboard)')
+    parser.add_argument('--no-costs', action='store_true',
+                        help='skip the backbone params / FLOPs (no model is built)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.perf_counter()
+    with friendly_errors('leaderboard'):
+        result = build_leaderboard(args.work_dirs, args.out, with_costs=not args.no_costs)
+    runs = result['runs']
+    with open(result['files'][0], encoding='utf-8') as f:
+        print(f.read(), end='')
+    bad = sum(r.status != 'finished' for r in runs)
+    print(f'{len(runs)} runs ({bad} missing / crashed / unfinished) in '
+          f"{len(result['entries'])} rows; wrote " + ', '.join(result['files']))
+    print(f'({time.perf_counter() - start:.1f} s)', file=sys.stderr)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,431 @@
+"""``docs/model_zoo.md``: one row per config, generated from the repository.
+
+Every config under ``configs/<design>/`` (``configs/_base_`` excluded) gets a
+row, grouped by design folder and then by pipeline (RetinaNet, Mask R-CNN,
+UperNet, other). A row carries three kinds of numbers, never typed into the
+page by hand:
+
+- **computed**: parameters and FLOPs of ``model.backbone`` at 1x3x224x224,
+  by :func:`mmext.analysis.backbone_costs.backbone_cost` (mmengine's
+  FlopAnalyzer). Configs whose backbone dicts are equal (up to the keys that
+  cannot change the count, :data:`COST_NEUTRAL_KEYS`) share one computation;
+- **published**: from :data:`PUBLISHED_FILE`, a mapping
+  ``config path -> [{metric, value, source}, ...]``; every entry needs its
+  source;
+- **local**: from :data:`LOCAL_FILE`, a list of run sets, each with the date,
+  seed, machine, commit and command of its runs and
+  ``results: {config path: {metric: value}}``.
+
+:func:`render_page` is a pure function of its inputs (rows sorted, fixed
+number formatting), so :func:`check_page` can compare the committed page byte
+for byte. ``tools/analysis_tools/model_zoo.py`` is the command line.
+"""
+import dataclasses
+import difflib
+import glob
+import json
+import os.path as osp
+
+from mmext.analysis.backbone_costs import INPUT_SHAPE, backbone_cost
+from mmext.utils.errors import MMExtError
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+PAGE = osp.join('docs', 'model_zoo.md')
+PUBLISHED_FILE = osp.join('docs', 'published.yml')
+LOCAL_FILE = osp.join('docs', 'local_results.yml')
+TOOL = 'tools/analysis_tools/model_zoo.py'
+
+PIPELINES = ('RetinaNet', 'Mask R-CNN', 'UperNet', 'other')
+# Backbone keys that change neither the parameter count nor the eval-mode
+# trace: weights to load, training-time regularisation and freezing.
+COST_NEUTRAL_KEYS = ('init_cfg', 'pretrained', 'drop_path_rate', 'frozen_stages', 'norm_eval',
+                     'with_cp')
+PUBLISHED_KEYS = ('metric', 'value', 'source')
+LOCAL_RUN_KEYS = ('date', 'seed', 'machine', 'commit', 'command')
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooConfig:
+    """What the page needs to know of one config file.
+
+    Attributes:
+        path (str): Relative to the repository root, ``/``-separated.
+        design (str): The folder under ``configs/``.
+        pipeline (str): One of :data:`PIPELINES`.
+        cost_key (str): Equal for configs whose backbones cost the same.
+    """
+
+    path: str
+    design: str
+    pipeline: str
+    cost_key: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    config: ZooConfig
+    backbone: str
+    params: int
+    imagenet_params: int
+    flops: int
+    published: tuple = ()  # ({metric, value, source}, ...)
+    local: tuple = ()  # ((run index, {metric: value}), ...)
+
+
+# --------------------------------------------------------------------------
+# configs
+
+
+def list_configs(root=None):
+    """Config files under ``configs/<design>/`` (any depth), ``_base_``
+    folders excluded, sorted, relative to ``root`` with ``/``."""
+    root = root or ROOT
+    paths = glob.glob(osp.join(root, 'configs', '*', '**', '*.py'), recursive=True)
+    rel = (osp.relpath(p, root).replace(osp.sep, '/') for p in paths)
+    return sorted(p for p in rel if '_base_' not in p.split('/'))
+
+
+def pipeline_of(model_cfg):
+    """RetinaNet / Mask R-CNN / UperNet from the model dict, else ``other``."""
+    kind = model_cfg.get('type', '')
+    kind = kind.split('.')[-1] if isinstance(kind, str) else ''
+    if kind == 'RetinaNet':
+        return 'RetinaNet'
+    if kind == 'MaskRCNN':
+        return 'Mask R-CNN'
+    head = model_cfg.get('decode_head') or {}
+    head_type = head.get('type', '') if isinstance(head, dict) else ''
+    if isinstance(head_type, str) and head_type.split('.')[-1] == 'UPerHead':
+        return 'UperNet'
+    return 'other'
+
+
+def cost_key(library, backbone_cfg):
+    """Canonical text of a backbone dict (and the library whose registry builds
+    it) without :data:`COST_NEUTRAL_KEYS`."""
+    cfg = {k: v for k, v in backbone_cfg.items() if k not in COST_NEUTRAL_KEYS}
+    return json.dumps([library, cfg], sort_keys=True, default=repr)
+
+
+def read_config(path, root=None):
+    """:class:`ZooConfig` of a repository-relative config path."""
+    from mmengine.config import Config
+
+    from mmext.utils.config import library_of
+    root = root or ROOT
+    try:
+        cfg = Config.fromfile(osp.join(root, path))
+    except Exception as e:  # a broken config is named, not buried in a traceback
+        raise MMExtError(f'cannot read {path}: {type(e).__name__}: {e}') from e
+    model = cfg.get('model')
+    if not model or 'backbone' not in model:
+        raise MMExtError(f'{path} has no model.backbone; the model zoo lists detectors '
+                         'and segmentors with a backbone')
+    backbone = model['backbone'].to_dict() if hasattr(model['backbone'], 'to_dict') \
+        else dict(model['backbone'])
+    try:
+        library = library_of(cfg)
+    except ValueError as e:
+        raise MMExtError(f'{path}: {e}') from e
+    return ZooConfig(path=path, design=path.split('/')[1], pipeline=pipeline_of(model),
+                     cost_key=cost_key(library, backbone))
+
+
+# --------------------------------------------------------------------------
+# metadata
+
+
+def _load_mapping(path):
+    """YAML (or JSON, a subset) file -> object; a missing file is empty."""
+    if not osp.isfile(path):
+        return None
+    import yaml
+    with open(path, encoding='utf-8') as f:
+        try:
+            return yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise MMExtError(f'{path} is not valid YAML: {e}') from e
+
+
+def _text(value):
+    return value if isinstance(value, str) else str(value)
+
+
+def validate_published(data, configs, name=PUBLISHED_FILE):
+    """Check published metadata; returns ``{config: ({metric, value, source}, ...)}``
+    with every value a non-empty string.
+
+    Raises:
+        MMExtError: On a config that is not in ``configs``, or an entry
+            without its metric, value or source, or with other keys.
+    """
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise MMExtError(f'{name}: expected a mapping config path -> list of entries')
+    known = set(configs)
+    out = {}
+    for config, entries in data.items():
+        if config not in known:
+            raise MMExtError(f'{name}: {config!r} is not a config of the repository '
+                             '(configs/<design>/..., not _base_)')
+        if not isinstance(entries, list) or not entries:
+            raise MMExtError(f'{name}: {config}: expected a non-empty list of '
+                             '{metric, value, source}')
+        checked = []
+        for i, entry in enumerate(entries):
+            where = f'{name}: {config}, entry {i + 1}'
+            if not isinstance(entry, dict):
+                raise MMExtError(f'{where}: expected a mapping with {", ".join(PUBLISHED_KEYS)}')
+            extra = sorted(set(entry) - set(PUBLISHED_KEYS))
+            if extra:
+                raise MMExtError(f'{where}: unknown keys {extra}; allowed: {list(PUBLISHED_KEYS)}')
+            for key in PUBLISHED_KEYS:
+                if entry.get(key) is None or not _text(entry[key]).strip():
+                    raise MMExtError(f'{where}: no {key}; a published figure needs its '
+                                     'metric, value and source')
+            checked.append({k: _text(entry[k]).strip() for k in PUBLISHED_KEYS})
+        out[config] = tuple(checked)
+    return out
+
+
+def validate_local(data, configs, name=LOCAL_FILE):
+    """Check local-results metadata; returns a list of run sets
+    ``{date, seed, machine, commit, command, note, results}`` with text fields.
+
+    Raises:
+        MMExtError: On a run set without one of :data:`LOCAL_RUN_KEYS`, a
+            result for an unknown config, or a non-numeric value.
+    """
+    if data is None:
+        return []
+    runs = data.get('runs') if isinstance(data, dict) else None
+    if not isinstance(runs, list):
+        raise MMExtError(f'{name}: expected a mapping with a list under "runs"')
+    known = set(configs)
+    out = []
+    for i, run in enumerate(runs):
+        where = f'{name}: run set {i + 1}'
+        if not isinstance(run, dict):
+            raise MMExtError(f'{where}: expected a mapping')
+        extra = sorted(set(run) - set(LOCAL_RUN_KEYS) - {'note', 'results'})
+        if extra:
+            raise MMExtError(f'{where}: unknown keys {extra}')
+        for key in LOCAL_RUN_KEYS:
+            if run.get(key) is None or not _text(run[key]).strip():
+                raise MMExtError(f'{where}: no {key}; local figures need the date, seed, '
+                                 'machine, commit and command of their runs')
+        results = run.get('results')
+        if not isinstance(results, dict) or not results:
+            raise MMExtError(f'{where}: expected "results: {{config path: {{metric: value}}}}"')
+        checked = {}
+        for config, metrics in results.items():
+            if config not in known:
+                raise MMExtError(f'{where}: {config!r} is not a config of the repository')
+            if not isinstance(metrics, dict) or not metrics:
+                raise MMExtError(f'{where}: {config}: expected {{metric: value}}')
+            for metric, value in metrics.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise MMExtError(f'{where}: {config}: {metric} = {value!r} is not a number')
+            checked[config] = dict(metrics)
+        entry = {k: _text(run[k]).strip() for k in LOCAL_RUN_KEYS}
+        entry['note'] = _text(run.get('note') or '').strip()
+        entry['results'] = checked
+        out.append(entry)
+    return out
+
+
+def load_metadata(configs, root=None, published_file=None, local_file=None):
+    """Read and validate both metadata files (missing files are empty)."""
+    root = root or ROOT
+    pub_path = published_file or osp.join(root, PUBLISHED_FILE)
+    loc_path = local_file or osp.join(root, LOCAL_FILE)
+    published = validate_published(_load_mapping(pub_path), configs,
+                                   osp.relpath(pub_path, root))
+    local = validate_local(_load_mapping(loc_path), configs, osp.relpath(loc_path, root))
+    return published, local
+
+
+# --------------------------------------------------------------------------
+# rows
+
+
+def build_rows(zoo_configs, published, local, cost_fn=None, progress=None):
+    """One :class:`Row` per config; the backbone cost is computed once per
+    distinct :attr:`ZooConfig.cost_key` (on the first config, in path order,
+    that has it).
+
+    Args:
+        cost_fn (callable): ``config path -> BackboneCost``; default
+            :func:`backbone_cost` at :data:`INPUT_SHAPE` from the repository.
+        progress (callable): Called with no argument after each computation.
+    """
+    cost_fn = cost_fn or (lambda p: backbone_cost(p, root=ROOT))
+    costs = {}
+    for zc in sorted(zoo_configs, key=lambda z: z.path):
+        if zc.cost_key not in costs:
+            costs[zc.cost_key] = cost_fn(zc.path)
+            if progress:
+                progress()
+    rows = []
+    for zc in zoo_configs:
+        cost = costs[zc.cost_key]
+        runs = tuple((i, run['results'][zc.path]) for i, run in enumerate(local)
+                     if zc.path in run['results'])
+        rows.append(Row(config=zc, backbone=cost.backbone, params=cost.params,
+                        imagenet_params=cost.imagenet_params, flops=cost.flops,
+                        published=published.get(zc.path, ()), local=runs))
+    return rows
+
+
+def distinct_costs(zoo_configs):
+    return len({zc.cost_key for zc in zoo_configs})
+
+
+# --------------------------------------------------------------------------
+# rendering
+
+
+def _cell(text):
+    return text.replace('|', '\\|').replace('\n', ' ')
+
+
+def _number(value):
+    if isinstance(value, int):
+        return str(value)
+    return f'{value:.2f}'
+
+
+HEADER = """\
+# Model zoo
+
+<!-- Generated by `python {tool}` from configs/,
+{published} and {local}; do not edit by hand.
+`python {tool} --check` (tests/test_model_zoo.py) fails when this page is stale. -->
+
+Every config of the repository, one row each, grouped by design folder and pipeline. Three
+kinds of numbers appear, and each column says which kind it holds:
+
+- **computed**: params and FLOPs of the config's `model.backbone` alone, built exactly as
+  the config says (random weights) and counted by `mmengine.analysis.FlopAnalyzer` on one
+  {shape} image in eval mode; one multiply-add is one FLOP, elementwise operations count
+  0 (details and the uncounted ops per design in [designs/README.md](designs/README.md)).
+  "+ cls" adds a 1000-class linear layer on the last feature map, the unit of the papers'
+  ImageNet parameter counts. Params in millions, FLOPs in billions. The tool computes them
+  from the configs each time it runs; none is typed by hand;
+- **published**: figures from the papers or the official model zoos, copied from the
+  "published" tables of [designs/](designs/README.md) into `{published}` with their
+  sources (numbered under [Published sources](#published-sources)); the metric names the
+  dataset and setting of the figure. This repository has not reproduced them;
+- **local**: results of runs of this repository on its embedded data (not COCO, not
+  ADE20K), from `{local}`; the date, seed, machine, commit and command of each set of
+  runs are under [Local runs](#local-runs).
+
+A dash means no figure of that kind. Published figures come from other counters and often
+from another form of the network (an ImageNet classifier rather than a detector backbone);
+compare designs by the computed columns, and by published figures only where the settings
+match.
+"""
+
+
+def render_page(rows, published_name=PUBLISHED_FILE, local_name=LOCAL_FILE, local=(),
+                input_shape=INPUT_SHAPE):
+    """The Markdown page (``str`` ending in one newline); deterministic."""
+    shape = 'x'.join(map(str, input_shape))
+    out = [HEADER.format(tool=TOOL, published=published_name.replace(osp.sep, '/'),
+                         local=local_name.replace(osp.sep, '/'), shape=shape)]
+    designs = sorted({r.config.design for r in rows})
+    out.append('Designs: ' + ', '.join(f'[{d}](#{_anchor(d)})' for d in designs) + '.\n')
+    sources = {}  # source text -> number, in order of first appearance
+
+    def source_ref(text):
+        if text not in sources:
+            sources[text] = len(sources) + 1
+        return f'[P{sources[text]}](#published-sources)'
+
+    for design in designs:
+        out.append(f'## {design}\n')
+        for pipeline in PIPELINES:
+            group = sorted((r for r in rows
+                            if r.config.design == design and r.config.pipeline == pipeline),
+                           key=lambda r: r.config.path)
+            if not group:
+                continue
+            out.append(f'### {design}: {pipeline}\n')
+            out.append(f'| config | backbone | params (M, computed) | params + cls (M, computed) '
+                       f'| FLOPs (G, {shape}, computed) | published | local |')
+            out.append('|---|---|---:|---:|---:|---|---|')
+            for r in group:
+                name = r.config.path.split('/')[-1]
+                pub = '<br>'.join(f'{_cell(e["metric"])}: {_cell(e["value"])} '
+                                  f'{source_ref(e["source"])}' for e in r.published) or '-'
+                loc = '<br>'.join(
+                    ', '.join(f'{_cell(str(m))} {_number(v)}' for m, v in metrics.items())
+                    + f' [L{i + 1}](#local-runs)' for i, metrics in r.local) or '-'
+                out.append(f'| [{name}](../{r.config.path}) | {_cell(r.backbone)} | '
+                           f'{r.params / 1e6:.2f} | {r.imagenet_params / 1e6:.2f} | '
+                           f'{r.flops / 1e9:.2f} | {pub} | {loc} |')
+            out.append('')
+    out.append('## Published sources\n')
+    if sources:
+        out.extend(f'- P{n}: {_cell(text)}' for text, n in sources.items())
+    else:
+        out.append('None.')
+    out.append('')
+    out.append('## Local runs\n')
+    if local:
+        for i, run in enumerate(local):
+            out.append(f'- L{i + 1}: {run["date"]}, commit `{run["commit"]}`, '
+                       f'seed {run["seed"]}, machine: {run["machine"]}; '
+                       f'{len(run["results"])} configs; command: `{run["command"]}`'
+                       + (f'. {run["note"]}' if run['note'] else ''))
+    else:
+        out.append('None.')
+    return '\n'.join(out).rstrip('\n') + '\n'
+
+
+def _anchor(heading):
+    """GitHub's anchor of a ``## heading`` (lower case, spaces to dashes,
+    punctuation other than ``-`` and ``_`` dropped)."""
+    keep = ''.join(c for c in heading.lower() if c.isalnum() or c in ' -_')
+    return keep.replace(' ', '-')
+
+
+# --------------------------------------------------------------------------
+# page
+
+
+def generate(root=None, cost_fn=None, progress=None, published_file=None, local_file=None):
+    """The page for the repository at ``root`` (default: this checkout)."""
+    root = root or ROOT
+    paths = list_configs(root)
+    if not paths:
+        raise MMExtError(f'no configs under {osp.join(root, "configs")}/<design>/')
+    zoo_configs = [read_config(p, root) for p in paths]
+    published, local = load_metadata(paths, root, published_file, local_file)
+    if cost_fn is None and root != ROOT:
+        def cost_fn(p):
+            return backbone_cost(p, root=root)
+    rows = build_rows(zoo_configs, published, local, cost_fn=cost_fn, progress=progress)
+    pub_name = osp.relpath(published_file or osp.join(root, PUBLISHED_FILE), root)
+    loc_name = osp.relpath(local_file or osp.join(root, LOCAL_FILE), root)
+    return render_page(rows, pub_name, loc_name, local)
+
+
+def diff_page(new, page_path, root=None):
+    """Unified diff of the committed page against ``new`` ('' when equal)."""
+    old = ''
+    if osp.isfile(page_path):
+        with open(page_path, encoding='utf-8', newline='') as f:
+            old = f.read()
+    if old == new:
+        return ''
+    rel = osp.relpath(page_path, root or ROOT).replace(osp.sep, '/')
+    diff = ''.join(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
+                                        f'a/{rel}', f'b/{rel}'))
+    return diff or f'{rel}: differs (line endings or a missing final newline)\n'
+
+
+def write_page(new, page_path):
+    with open(page_path, 'w', encoding='utf-8', newline='\n') as f:
+        f.write(new)

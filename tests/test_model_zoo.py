@@ -1,0 +1,179 @@
+"""docs/model_zoo.md: generated from the configs and the metadata files
+(mmext/analysis/model_zoo.py, tools/analysis_tools/model_zoo.py)."""
+import os.path as osp
+import textwrap
+
+import pytest
+from conftest import run_tool
+
+from mmext.analysis import model_zoo as mz
+from mmext.analysis.backbone_costs import BackboneCost
+from mmext.utils.errors import MMExtError
+
+ROOT = mz.ROOT
+TOOL = 'tools/analysis_tools/model_zoo.py'
+
+
+@pytest.mark.slow
+def test_committed_page_is_current():
+    """The page the tool generates now equals the committed one byte for byte
+    (every backbone is counted: about two minutes on two cores)."""
+    res = run_tool(TOOL, '--check', env={'OMP_NUM_THREADS': '1'})
+    assert res.returncode == 0, (
+        'docs/model_zoo.md is stale; run `python tools/analysis_tools/model_zoo.py`\n'
+        + res.stdout[-20000:] + res.stderr[-3000:])
+    assert 'is current' in res.stdout
+
+
+def test_metadata_points_to_existing_configs():
+    configs = mz.list_configs()
+    assert configs and all(p.startswith('configs/') and '/_base_/' not in p for p in configs)
+    assert all(osp.isfile(osp.join(ROOT, p)) for p in configs)
+    published, local = mz.load_metadata(configs)  # raises on unknown configs
+    assert published and local
+    for config, entries in published.items():
+        assert osp.isfile(osp.join(ROOT, config)), config
+        assert all(e['source'] for e in entries), config
+    for run in local:
+        assert all(run[k] for k in mz.LOCAL_RUN_KEYS)
+        assert all(osp.isfile(osp.join(ROOT, c)) for c in run['results'])
+
+
+def test_pipelines_and_cost_keys():
+    assert mz.pipeline_of({'type': 'RetinaNet'}) == 'RetinaNet'
+    assert mz.pipeline_of({'type': 'mmdet.MaskRCNN'}) == 'Mask R-CNN'
+    assert mz.pipeline_of({'type': 'EncoderDecoder', 'decode_head': {'type': 'UPerHead'}}) \
+        == 'UperNet'
+    assert mz.pipeline_of({'type': 'FasterRCNN'}) == 'other'
+    a = mz.cost_key('mmdet', {'type': 'ResNet', 'depth': 50, 'frozen_stages': 1,
+                              'init_cfg': {'type': 'Pretrained', 'checkpoint': 'x'}})
+    b = mz.cost_key('mmdet', {'depth': 50, 'type': 'ResNet', 'norm_eval': True})
+    assert a == b
+    assert a != mz.cost_key('mmseg', {'type': 'ResNet', 'depth': 50})
+    assert a != mz.cost_key('mmdet', {'type': 'ResNet', 'depth': 101})
+
+
+def _entry(**kw):
+    entry = {'metric': 'COCO box AP (RetinaNet 1x)', 'value': '36.5', 'source': 'a paper'}
+    entry.update(kw)
+    return {k: v for k, v in entry.items() if v is not None}
+
+
+def test_published_entry_without_source_is_rejected():
+    configs = ['configs/a/retinanet_x.py']
+    ok = mz.validate_published({configs[0]: [_entry()]}, configs)
+    assert ok[configs[0]][0]['source'] == 'a paper'
+    for bad in (_entry(source=None), _entry(source='  '), _entry(value=None)):
+        with pytest.raises(MMExtError, match='needs its metric, value and source'):
+            mz.validate_published({configs[0]: [bad]}, configs)
+    with pytest.raises(MMExtError, match='not a config of the repository'):
+        mz.validate_published({'configs/a/missing.py': [_entry()]}, configs)
+    with pytest.raises(MMExtError, match='unknown keys'):
+        mz.validate_published({configs[0]: [_entry(note='x')]}, configs)
+
+
+def test_local_run_needs_its_provenance():
+    configs = ['configs/a/upernet_x.py']
+    run = {'date': '2026-01-01', 'seed': 0, 'machine': 'cpu', 'commit': 'abc',
+           'command': 'python tools/train.py CONFIG', 'results': {configs[0]: {'mIoU': 1.5}}}
+    assert mz.validate_local({'runs': [run]}, configs)[0]['seed'] == '0'
+    for key in mz.LOCAL_RUN_KEYS:
+        with pytest.raises(MMExtError, match=f'no {key}'):
+            mz.validate_local({'runs': [{k: v for k, v in run.items() if k != key}]}, configs)
+    with pytest.raises(MMExtError, match='not a number'):
+        mz.validate_local({'runs': [dict(run, results={configs[0]: {'mIoU': 'high'}})]}, configs)
+
+
+def _fake_repo(tmp_path):
+    """Three tiny configs in two designs, a _base_ that must be skipped, and
+    both metadata files."""
+    base = tmp_path / 'configs' / '_base_'
+    base.mkdir(parents=True)
+    (base / 'model.py').write_text("default_scope = 'mmdet'\n"
+                                   "model = dict(type='RetinaNet', backbone=dict(type='X'))\n")
+    for design, name, text in [
+        ('alpha', 'retinanet_a.py', "_base_ = '../_base_/model.py'\n"
+         "model = dict(backbone=dict(type='ResNet', depth=18,\n"
+         "                           init_cfg=dict(type='Pretrained')))\n"),
+        ('alpha', 'mask-rcnn_a.py', "default_scope = 'mmdet'\n"
+         "model = dict(type='MaskRCNN', backbone=dict("
+         "type='ResNet', depth=18))\n"),
+        ('beta', 'upernet_b.py', "default_scope = 'mmseg'\n"
+         "model = dict(type='EncoderDecoder', backbone=dict("
+         "type='mmext.Foo', arch='t'), decode_head=dict(type='UPerHead'))\n"),
+    ]:
+        (tmp_path / 'configs' / design).mkdir(exist_ok=True)
+        (tmp_path / 'configs' / design / name).write_text(text)
+    (tmp_path / 'docs').mkdir()
+    (tmp_path / 'docs' / 'published.yml').write_text(textwrap.dedent("""\
+        configs/alpha/retinanet_a.py:
+        - metric: COCO box AP (RetinaNet 1x)
+          value: '31.7'
+          source: Some et al., a paper | with a pipe
+        - metric: ImageNet top-1
+          value: 70.0%
+          source: Other et al.
+        configs/beta/upernet_b.py:
+        - metric: ADE20K mIoU
+          value: '40.10'
+          source: Other et al.
+        """))
+    (tmp_path / 'docs' / 'local_results.yml').write_text(textwrap.dedent("""\
+        runs:
+        - date: 2026-01-02
+          seed: 3
+          machine: a laptop
+          commit: deadbee
+          command: python tools/train.py CONFIG
+          results:
+            configs/beta/upernet_b.py: {mIoU: 12.3456, mAcc: 20}
+        """))
+    return tmp_path
+
+
+def test_render_on_fake_metadata(tmp_path):
+    root = str(_fake_repo(tmp_path))
+    calls = []
+
+    def fake_cost(path):
+        calls.append(path)
+        depth = 18 if 'alpha' in path else 1
+        return BackboneCost(config=path, backbone=f'Fake-{depth}', params=depth * 1_000_000,
+                            flops=depth * 2_000_000_000, out_channels=512)
+
+    page = mz.generate(root=root, cost_fn=fake_cost)
+    # The _base_ is not a row; the two alpha configs share one backbone (init_cfg aside).
+    assert calls == ['configs/alpha/mask-rcnn_a.py', 'configs/beta/upernet_b.py']
+    assert page == mz.generate(root=root, cost_fn=fake_cost)  # deterministic
+    lines = page.splitlines()
+    # Groups: design, then pipeline in the fixed order.
+    order = [ln for ln in lines if ln.startswith('## ') or ln.startswith('### ')]
+    assert order == ['## alpha', '### alpha: RetinaNet', '### alpha: Mask R-CNN', '## beta',
+                     '### beta: UperNet', '## Published sources', '## Local runs']
+    row_a = next(ln for ln in lines if ln.startswith('| [retinanet_a.py]'))
+    assert row_a == ('| [retinanet_a.py](../configs/alpha/retinanet_a.py) | Fake-18 | 18.00 | '
+                     '18.51 | 36.00 | COCO box AP (RetinaNet 1x): 31.7 [P1](#published-sources)'
+                     '<br>ImageNet top-1: 70.0% [P2](#published-sources) | - |')
+    row_b = next(ln for ln in lines if ln.startswith('| [upernet_b.py]'))
+    assert row_b.endswith('| ADE20K mIoU: 40.10 [P2](#published-sources) | '
+                          'mIoU 12.35, mAcc 20 [L1](#local-runs) |')
+    assert '- P1: Some et al., a paper \\| with a pipe' in lines
+    assert ('- L1: 2026-01-02, commit `deadbee`, seed 3, machine: a laptop; 1 configs; '
+            'command: `python tools/train.py CONFIG`') in lines
+    assert 'computed' in page and 'published' in page and 'local' in page
+
+    # A stale page gives a diff; the current one none.
+    md = tmp_path / 'docs' / 'model_zoo.md'
+    mz.write_page(page, str(md))
+    assert mz.diff_page(page, str(md), root) == ''
+    md.write_text(page.replace('18.00', '18.01'))
+    diff = mz.diff_page(page, str(md), root)
+    assert diff.startswith('--- a/docs/model_zoo.md') and '-| [retinanet_a.py]' in diff
+
+
+def test_unknown_config_in_metadata_fails_generation(tmp_path):
+    root = _fake_repo(tmp_path)
+    with open(root / 'docs' / 'published.yml', 'a') as f:
+        f.write("configs/alpha/gone.py:\n- {metric: m, value: '1', source: s}\n")
+    with pytest.raises(MMExtError, match='gone.py'):
+        mz.generate(root=str(root), cost_fn=lambda p: None)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from backbone_checks import (check_dense_backbone, check_official_checkpoint, check_out_shapes,
                              count_params)
-from mmengine.analysis import FlopAnalyzer
 
+from mmext.analysis.flops import count_flops
 from mmext.models.backbones import hatnet as hatnet_module
 from mmext.models.backbones.hatnet import HATNet, HMHSA
 from mmext.registry import MODELS
@@ -39,12 +39,10 @@ def test_flops_match_published(arch):
     variants, with them it is 6-7% higher (tiny: +0.16G). So the matmuls
     are checked to be counted, and left out of the comparison."""
     model = HATNet(arch=arch).eval()
-    analyzer = FlopAnalyzer(model, (torch.randn(1, 3, 224, 224), ))
-    analyzer.unsupported_ops_warnings(False)
-    analyzer.uncalled_modules_warnings(False)
-    ops = analyzer.by_operator()
-    assert ops['matmul'] > 0.05 * analyzer.total()
-    flops = analyzer.total() - ops['matmul'] + model.arch['dims'][-1] * 1000
+    count = count_flops(model, torch.randn(1, 3, 224, 224))
+    attention = count.by_operator['scaled_dot_product_attention']
+    assert attention > 0.05 * count.total
+    flops = count.total - attention + model.arch['dims'][-1] * 1000
     assert abs(flops / PUBLISHED_FLOPS[arch] - 1) < 0.05, (arch, flops)
 
 
@@ -167,18 +165,36 @@ def test_hmhsa_matches_hand_reference(size, grid, ratio):
         torch.testing.assert_close(m(x), reference_hmhsa(m, x), atol=1e-5, rtol=1e-4)
 
 
-def test_hmhsa_fused_and_explicit_paths_agree(monkeypatch):
-    """The fused attention (training / inference) and the explicit matmuls
-    (used while tracing for the FLOP counter) compute the same thing,
-    padded-window mask included."""
+def _explicit_attention(q, k, v, key_mask=None):
+    attn = (q * q.shape[-1]**-0.5) @ k.transpose(-2, -1)
+    if key_mask is not None:
+        attn = attn.masked_fill(~key_mask, float('-inf'))
+    return attn.softmax(dim=-1) @ v
+
+
+def test_hmhsa_attention_flops_equal_explicit_matmuls(monkeypatch):
+    """mmext's handle for the fused attention counts what mmengine counts for
+    the same attention written as two matmuls (padded windows included), and
+    both forms compute the same output."""
     torch.manual_seed(0)
     m = HMHSA(16, 8, grid_size=7, ds_ratio=4).eval()
     x = torch.randn(1, 16, 17, 23)
+    fused = count_flops(m, x)
     with torch.no_grad():
-        fused = m(x)
-        monkeypatch.setattr(hatnet_module.torch.jit, 'is_tracing', lambda: True)
-        explicit = m(x)
-    torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=1e-4)
+        out = m(x)
+    monkeypatch.setattr(hatnet_module, '_attend', _explicit_attention)
+    explicit = count_flops(m, x)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), out, atol=1e-5, rtol=1e-4)
+    assert 'matmul' not in fused.by_operator
+    assert fused.by_operator['scaled_dot_product_attention'] == explicit.by_operator['matmul']
+    assert fused.total == explicit.total
+    # By hand: local windows padded to 21x28 -> 12 windows of 49 tokens, then
+    # 5x6 pooled tokens (17x23 average-pooled by 4, ceil) attended by all
+    # 391 tokens; 16 channels (8 per head) for q k^T and for attn v.
+    local = 12 * 49 * 49 * 16 * 2
+    global_ = 17 * 23 * 5 * 6 * 16 * 2
+    assert fused.by_operator['scaled_dot_product_attention'] == local + global_
 
 
 def test_padding_does_not_leak_into_real_tokens():

@@ -11,9 +11,11 @@ import shutil
 import types
 
 import pytest
+import yaml
 from conftest import CONFIGS, ROOT, run_tool
 
-from mmext.analysis.leaderboard import build_leaderboard, find_runs, read_run
+from mmext.analysis import model_zoo as mz
+from mmext.analysis.leaderboard import build_leaderboard, find_runs, local_run_set, read_run
 
 COMPARE = osp.join(ROOT, 'tools', 'analysis_tools', 'compare.py')
 LEADERBOARD = osp.join(ROOT, 'tools', 'analysis_tools', 'leaderboard.py')
@@ -102,6 +104,17 @@ def test_compare_one_command(compared):
     run = read_run(str(run_dir))
     assert run.status == 'finished' and run.seed == 3 and run.last_iter == 2
     assert 'box AP' in run.final and 'PyTorch' in run.environment
+    # The model-zoo page of the compared config, with this run as its local figure.
+    rel = 'configs/resnet/retinanet_r18_fpn-c128_1x_coco.py'
+    (local, ) = mz.validate_local(yaml.safe_load((board / 'local_results.yml').read_text()),
+                                  mz.list_configs())
+    assert local['seed'] == '3' and 'smoke' in local['command'] and local['commit']
+    assert local['results'] == {rel: {k: round(v, 2) for k, v in run.final.items()}}
+    page = (board / 'model_zoo.md').read_text()
+    assert page.startswith('# Model zoo') and '### resnet: RetinaNet' in page
+    assert f'box AP {run.final["box AP"]:.2f} [L1](#local-runs)' in page
+    assert page.count('](../configs/') == 1  # the compared config only
+    assert '- L1: ' in page and 'seed 3' in page
 
 
 def test_leaderboard_aggregates_seeds_and_lists_crashes(compared, tmp_path):
@@ -136,6 +149,16 @@ def test_leaderboard_aggregates_seeds_and_lists_crashes(compared, tmp_path):
     assert (out / 'accuracy_vs_flops.png').stat().st_size > 0
     assert (out / 'curves.png').stat().st_size > 0
     assert len(find_runs([str(runs)])) == 5  # a parent folder finds the runs below it
+    # As a run set of the model zoo's local results: means over the seeds of
+    # the finished runs, repository configs only, valid for the generator.
+    entry = local_run_set(result['entries'], 'python tools/train.py CONFIG', date='2026-11-24')
+    seg = 'configs/resnet/' + SEG_NAME
+    assert entry['results'][seg] == {'mIoU': 32.0}  # the leaderboard's metric columns
+    assert set(entry['results']) == {seg, 'configs/resnet/retinanet_r18_fpn-c128_1x_coco.py'}
+    assert entry['seed'] == '0 1 3' and 'means over the seeds' in entry['note']
+    assert entry['date'] == '2026-11-24' and entry['machine']
+    assert mz.validate_local({'runs': [entry]}, mz.list_configs())[0]['results'] == \
+        entry['results']
 
 
 def test_leaderboard_cli(tmp_path):

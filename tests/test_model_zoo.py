@@ -4,6 +4,7 @@ import os.path as osp
 import textwrap
 
 import pytest
+import yaml
 from conftest import run_tool
 
 from mmext.analysis import model_zoo as mz
@@ -20,7 +21,7 @@ def test_committed_page_is_current():
     (every backbone is counted: about two minutes on two cores)."""
     res = run_tool(TOOL, '--check', env={'OMP_NUM_THREADS': '1'})
     assert res.returncode == 0, (
-        'docs/model_zoo.md is stale; run `python tools/analysis_tools/model_zoo.py`\n'
+        'docs/model_zoo.md or a local-results block is stale; run `python tools/analysis_tools/model_zoo.py`\n'
         + res.stdout[-20000:] + res.stderr[-3000:])
     assert 'is current' in res.stdout
 
@@ -177,3 +178,55 @@ def test_unknown_config_in_metadata_fails_generation(tmp_path):
         f.write("configs/alpha/gone.py:\n- {metric: m, value: '1', source: s}\n")
     with pytest.raises(MMExtError, match='gone.py'):
         mz.generate(root=str(root), cost_fn=lambda p: None)
+
+
+def test_local_results_blocks(tmp_path):
+    """A docs page shows a run set of the local file through a generated
+    block; everything outside the markers is kept, bad markers are errors."""
+    root = _fake_repo(tmp_path)
+    page = root / 'docs' / 'results.md'
+    page.write_text('# Results\n\nbefore\n\n<!-- local-results:begin L1 -->\nold table\n'
+                    '<!-- local-results:end -->\n\nafter\n')
+    (root / 'docs' / 'other.md').write_text('no block here\n')
+    pages = mz.local_pages(str(root))
+    assert list(pages) == [str(page)]
+    text = pages[str(page)]
+    assert text.startswith('# Results\n\nbefore\n\n<!-- local-results:begin L1 -->\nLocal (L1), ')
+    assert text.endswith('<!-- local-results:end -->\n\nafter\n')
+    assert 'old table' not in text
+    assert 'commit `deadbee`, seed 3, machine: a laptop' in text
+    assert '| beta | `configs/beta/upernet_b.py` | 12.35 | 20 |' in text
+    assert '| design | config | mIoU (local) | mAcc (local) |' in text
+    # Regenerating is idempotent.
+    assert mz.update_local_blocks(text, mz.load_metadata(
+        mz.list_configs(str(root)), str(root))[1]) == text
+    page.write_text('<!-- local-results:begin L2 -->\n<!-- local-results:end -->\n')
+    with pytest.raises(MMExtError, match='L2'):
+        mz.local_pages(str(root))
+    page.write_text('<!-- local-results:begin L1 -->\nno end\n')
+    with pytest.raises(MMExtError, match='unbalanced'):
+        mz.local_pages(str(root))
+
+
+def test_append_local_run_keeps_the_file(tmp_path):
+    root = _fake_repo(tmp_path)
+    path = root / 'docs' / 'local_results.yml'
+    path.write_text('# comments stay\n' + path.read_text())
+    entry = {'date': '2026-11-24', 'seed': '0 1', 'machine': 'ci', 'commit': 'abc1234',
+             'command': 'python tools/analysis_tools/compare.py CONFIG', 'note': '',
+             'results': {'configs/alpha/retinanet_a.py': {'box AP': 1.25}}}
+    mz.append_local_run(entry, root=str(root))
+    text = path.read_text()
+    assert text.startswith('# comments stay\nruns:\n')
+    runs = mz.load_metadata(mz.list_configs(str(root)), str(root))[1]
+    assert [r['commit'] for r in runs] == ['deadbee', 'abc1234']
+    assert runs[1]['results'] == entry['results'] and runs[1]['seed'] == '0 1'
+    # A new file starts the list; a result for an unknown config is refused
+    # before anything is written.
+    fresh = tmp_path / 'fresh.yml'
+    mz.append_local_run(entry, str(fresh), str(root))
+    assert mz.validate_local(yaml.safe_load(fresh.read_text()), mz.list_configs(str(root)))
+    bad = dict(entry, results={'configs/nope.py': {'mIoU': 1.0}})
+    with pytest.raises(MMExtError, match='not a config'):
+        mz.append_local_run(bad, root=str(root))
+    assert path.read_text() == text

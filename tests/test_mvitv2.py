@@ -10,6 +10,7 @@ from backbone_checks import (check_dense_backbone, check_official_checkpoint, ch
 from mmengine.analysis import FlopAnalyzer
 from timm.models import mvitv2 as timm_mvitv2
 
+from mmext.analysis.flops import count_flops
 from mmext.models.backbones.mvitv2 import MViTv2, resize_rel_pos
 from mmext.registry import MODELS
 
@@ -81,6 +82,16 @@ def test_matches_timm_at_the_pretraining_size():
         torch.testing.assert_close(out, normed)
 
 
+class _Intermediates(torch.nn.Module):
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net.forward_intermediates(x, intermediates_only=True)
+
+
 def test_rel_pos_tables_follow_the_input_size():
     """At another size the runtime-resized tables give what timm gives when
     built for that size with its own checkpoint filter resizing the tables."""
@@ -102,6 +113,12 @@ def test_rel_pos_tables_follow_the_input_size():
         normed = torch.nn.functional.layer_norm(feat.permute(0, 2, 3, 1), feat.shape[1:2],
                                                 eps=1e-6).permute(0, 3, 1, 2)
         torch.testing.assert_close(out, normed)
+    # The FLOP counter traces the resized tables too (the stateless call is
+    # refused under the tracer): the same count as timm's model built for 160
+    # plus the four output norms (5 FLOPs per element for an affine norm).
+    ours, theirs = count_flops(model, x), count_flops(_Intermediates(ref), x)
+    assert theirs.total > 0
+    assert ours.total == theirs.total + sum(5 * feat.numel() for feat in feats)
     # Above the pretraining size timm's own indexing would run off the table.
     with torch.no_grad():
         assert model(torch.randn(1, 3, 260, 300))[0].shape[-2:] == (65, 75)

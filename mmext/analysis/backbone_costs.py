@@ -12,9 +12,10 @@ the configs of its rows, in order, relative to the repository root::
 :func:`check_docs` reports the files whose committed tables differ from a fresh
 computation. ``tools/analysis_tools/backbone_costs.py`` is the command line.
 
-FLOPs come from :class:`mmengine.analysis.FlopAnalyzer` (a ``torch.jit``
-trace; one multiply-add counts as one FLOP, elementwise operations are not
-counted). Dynamic convolutions run all samples of a batch as one grouped
+FLOPs come from :func:`mmext.analysis.flops.count_flops`:
+:class:`mmengine.analysis.FlopAnalyzer` (a ``torch.jit`` trace; one
+multiply-add counts as one FLOP, elementwise operations are not counted) with
+mmext's handles for fused attention, FFTs and per-sample kernel modulation. Dynamic convolutions run all samples of a batch as one grouped
 convolution; at batch 1 that is exactly the per-sample cost, plus whatever the
 attention branches contribute to the trace.
 """
@@ -117,7 +118,8 @@ def compute_cost(config, root=None, input_shape=INPUT_SHAPE):
     loaded), and traced in eval mode on one random image.
     """
     import torch
-    from mmengine.analysis import FlopAnalyzer
+
+    from .flops import count_flops
 
     model, backbone_cfg = build_backbone(config, root)
     # mmdet's ResNet.train returns None, so no chaining.
@@ -133,18 +135,10 @@ def compute_cost(config, root=None, input_shape=INPUT_SHAPE):
     # channels without a second forward pass.
     handle = model.register_forward_hook(record_output)
     try:
-        with torch.no_grad():
-            analyzer = FlopAnalyzer(model, (x, ))
-            analyzer.unsupported_ops_warnings(False)
-            analyzer.uncalled_modules_warnings(False)
-            with warnings.catch_warnings():
-                # Shape-dependent Python branches in some designs are constant
-                # for a fixed input; the tracer warns about each of them.
-                warnings.simplefilter('ignore', torch.jit.TracerWarning)
-                flops = analyzer.total()
-            uncounted = tuple(sorted(analyzer.unsupported_ops()))
+        count = count_flops(model, (x, ))
     finally:
         handle.remove()
+    flops, uncounted = count.total, count.uncounted_ops
     params = sum(p.numel() for p in model.parameters())
     return BackboneCost(config=config, backbone=_label(backbone_cfg), params=params,
                         flops=int(flops), out_channels=int(shapes[-1][1]),
@@ -196,7 +190,7 @@ def render_table(costs, input_shape=INPUT_SHAPE):
         lines.append(f'| `{c.config}` | {c.backbone} | {_m(c.params)} | '
                      f'{_m(c.imagenet_params)} | {_g(c.flops)} | {d_params} | {d_flops} |')
     common = set.intersection(*(set(c.uncounted_ops) for c in costs))
-    note = ['', 'Traced ops without a FLOP handle in mmengine (counted as 0): '
+    note = ['', 'Traced ops without a FLOP handle (counted as 0): '
             + (', '.join(f'`{op}`' for op in sorted(common)) or 'none') + ' in every row']
     for c in costs:
         extra = sorted(set(c.uncounted_ops) - common)

@@ -24,10 +24,10 @@ repeats are excluded; the median and the spread (quartiles and min / max) of
 the remaining repeats are reported.
 
 Machine limit: a large float32 matmul and a 3x3 convolution are timed in the
-same process, and each model's achieved throughput (its FlopAnalyzer count at
-the same input shape divided by its median latency) is printed as a fraction
-of them. FlopAnalyzer counts one multiply-add as one FLOP (the convention of
-mmext's docs tables); throughputs count two FLOPs per multiply-add, as the
+same process, and each model's achieved throughput (its FLOP count at the
+same input shape, :func:`mmext.analysis.flops.count_flops`, divided by its
+median latency) is printed as a fraction of them. The count is one FLOP per
+multiply-add (the convention of mmext's docs tables and get_flops.py); throughputs count two FLOPs per multiply-add, as the
 GEMM figure ``2 n^3 / t`` does, so the fractions compare like with like.
 """
 import copy
@@ -167,7 +167,7 @@ class ModelResult:
             ``backbone ResNet`` or ``timm features``.
         params (int): All parameters of the timed model.
         trainable_params (int): Parameters that the training step updates.
-        flops (int | None): FlopAnalyzer multiply-adds per image at the
+        flops (int | None): Multiply-adds (count_flops) per image at the
             benchmark shape (None when the trace failed).
         uncounted_ops (tuple[str]): Traced ops without a FLOP handle.
         infer (Spread): Inference latency, ms per image.
@@ -251,6 +251,8 @@ class Subject:
         self.num_classes = max(int(num_classes), 1)
         # The backbone of a full model: the fallback of the training step.
         self.backbone = backbone
+        # The config dict it was built from (None for timm / bare modules).
+        self.model_cfg = None
         self.train_path = None
         self.notes = []
 
@@ -367,31 +369,37 @@ class Subject:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
     # ---- FLOPs
-    def count_flops(self, x1):
-        """FlopAnalyzer multiply-adds of one image ``x1`` (1x3xHxW), eval
-        mode; full models trace their tensor forward (``_forward``), so
-        post-processing is not counted. Returns ``(flops, uncounted ops)``;
-        flops is None when the trace fails."""
-        from mmengine.analysis import FlopAnalyzer
+    def flop_count(self, x1):
+        """:func:`mmext.analysis.flops.count_flops` of one image ``x1``
+        (1x3xHxW) in eval mode. Full models trace their tensor forward
+        (``_forward``), so post-processing is not counted; its module names
+        are those of the model (``backbone``, ``neck``, ...). Raises when the
+        trace fails."""
+        from .flops import count_flops
         model = self.model
         model.eval()
         if self.kind == 'tensor':
-            traced = model
-        else:
-            traced = _TensorForward(model, self._samples(x1, with_gt=False))
+            return count_flops(model, (x1, ))
+        count = count_flops(_TensorForward(model, self._samples(x1, with_gt=False)), (x1, ))
+        # The wrapper holds the model as ``model``: drop that level.
+        count.by_module = {k[len('model.'):] if k.startswith('model.') else
+                           ('' if k == 'model' else k): v
+                           for k, v in count.by_module.items()}
+        return count
+
+    def count_flops(self, x1):
+        """FLOPs of one image ``x1`` as :meth:`flop_count`: ``(flops,
+        uncounted ops)``; flops is None (and a note says why) when the trace
+        fails."""
         try:
-            with torch.no_grad(), warnings.catch_warnings():
+            with warnings.catch_warnings():
                 warnings.simplefilter('ignore')
-                analyzer = FlopAnalyzer(traced, (x1, ))
-                analyzer.unsupported_ops_warnings(False)
-                analyzer.uncalled_modules_warnings(False)
-                flops = int(analyzer.total())
-                uncounted = tuple(sorted(analyzer.unsupported_ops()))
+                count = self.flop_count(x1)
         except Exception as exc:  # noqa: B902
             self.notes.append(f'{self.name}: FLOP trace failed ({type(exc).__name__}); '
                               'no throughput figures')
             return None, ()
-        return flops, uncounted
+        return count.total, count.uncounted_ops
 
 
 class _TensorForward(nn.Module):
@@ -423,9 +431,9 @@ def _min_num_classes(node):
     return min(found) if found else 1
 
 
-def build_subject(ref, backbone_only=False, root=None):
+def build_subject(ref, backbone_only=False, root=None, cfg_options=None):
     """Build the :class:`Subject` of a :class:`Reference` (untrained weights:
-    no checkpoint is loaded)."""
+    no checkpoint is loaded); ``cfg_options`` override keys of a config."""
     from mmengine.model import revert_sync_batchnorm
     if ref.kind == 'timm':
         import timm
@@ -440,7 +448,7 @@ def build_subject(ref, backbone_only=False, root=None):
     path = ref.name if osp.isabs(ref.name) else osp.join(root or ROOT, ref.name)
     if not osp.isfile(path):
         path = ref.name
-    cfg = load_config(path)
+    cfg = load_config(path, cfg_options)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         lib = register_library(cfg)
@@ -458,10 +466,13 @@ def build_subject(ref, backbone_only=False, root=None):
     # One process, no process group: SyncBN is plain BN (and has no CPU kernel).
     model = revert_sync_batchnorm(model)
     if backbone_only:
-        return Subject(ref.label, model, 'tensor', target=f"backbone {model_cfg.backbone.type}")
+        subject = Subject(ref.label, model, 'tensor', target=f"backbone {model_cfg.backbone.type}")
+        subject.model_cfg = model_cfg.backbone
+        return subject
     subject = Subject(ref.label, model, lib, target=type(model).__name__,
                       num_classes=_min_num_classes(model_cfg),
                       backbone=getattr(model, 'backbone', None))
+    subject.model_cfg = model_cfg
     if getattr(model, 'with_roi_head', False):
         # _forward runs the RoI heads on a fixed number of RoIs, predict on
         # the proposals / detections the (untrained) model actually keeps.
@@ -726,8 +737,8 @@ def render(result):
                  _ratio(result.ratio('train')), '']
         lines.append('| ' + ' | '.join(cells) + ' |')
     lines.append('')
-    lines.append('FLOPs: mmengine FlopAnalyzer multiply-adds per image at this shape (tensor '
-                 'forward, post-processing not counted); GFLOP/s = 2 x FLOPs / median latency, '
+    lines.append('FLOPs: multiply-adds per image (mmengine FlopAnalyzer + mmext handles) at this '
+                 'shape (tensor forward, post-processing not counted); GFLOP/s = 2 x FLOPs / median latency, '
                  'as a % of the GEMM and conv figures measured in this run.')
     trained = [r for r in result.models if r.train_path]
     if trained:

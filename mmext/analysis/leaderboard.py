@@ -398,8 +398,8 @@ def _link(config, out_dir):
 def render_markdown(runs, entries, out_dir=None, notes=(), images=()):
     lines = ['# Leaderboard', '',
              'Final validation metrics, mean ± std over the seeds (n runs). Backbone params '
-             'and FLOPs at 1x3x224x224 by mmengine\'s FlopAnalyzer (one multiply-add = one '
-             'FLOP); latency from a benchmark json in the work dir. AP in %.', '',
+             'and FLOPs at 1x3x224x224 by mmengine\'s FlopAnalyzer with mmext\'s handles (one '
+             'multiply-add = one FLOP); latency from a benchmark json in the work dir. AP in %.', '',
              '| method | backbone | design | params (M) | FLOPs (G) | latency (ms) | box AP '
              '| mask AP | mIoU | best (max over runs) | n | seeds | config |',
              '|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|']
@@ -503,6 +503,62 @@ def plot_curves(entries, path):
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _git_commit(root):
+    """Short commit of ``root``, marked when tracked files differ from it."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(['git', '-C', root, *args], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+    try:
+        commit = git('rev-parse', '--short', 'HEAD')
+        dirty = git('status', '--porcelain', '--untracked-files=no')
+    except (OSError, subprocess.SubprocessError):
+        return 'unknown (no git)'
+    if not commit:
+        return 'unknown (not a git checkout)'
+    return commit + (' with uncommitted changes' if dirty else '')
+
+
+def local_run_set(entries, command, note='', root=ROOT, date=None):
+    """The finished runs of ``entries`` as one run set of the model zoo's
+    local-results file (``docs/local_results.yml`` format): date, seeds,
+    machine, commit, command and, per config of the repository, the mean of
+    each final metric over its seeds.
+
+    Returns:
+        dict | None: None when no entry has a repository config with metrics.
+    """
+    import datetime
+    import platform
+    results, seeds, envs = {}, set(), []
+    for e in entries:
+        cfg = e.first.config
+        if not cfg or osp.isabs(cfg) or not osp.isfile(osp.join(root, cfg)):
+            continue
+        metrics = {}
+        for col in sorted({c for r in e.runs for c in r.final}):
+            mean, _, _ = e.stat(col)
+            metrics[col] = round(mean, 2)
+        if not metrics:
+            continue
+        results[cfg.replace(os.sep, '/')] = metrics
+        seeds.update(str(r.seed) for r in e.runs)
+        envs.extend(r.environment for r in e.runs if r.environment)
+    if not results:
+        return None
+    n = {len(e.runs) for e in entries}
+    machine = f'{platform.system()} {platform.machine()}, {os.cpu_count()} CPU threads'
+    if envs:
+        machine += f'; {envs[0]}'
+    text = note or ''
+    if n != {1}:
+        text = (text + ' ' if text else '') + 'Figures are means over the seeds.'
+    return dict(date=date or datetime.date.today().isoformat(), seed=' '.join(sorted(seeds)),
+                machine=machine, commit=_git_commit(root), command=command, note=text,
+                results=results)
 
 
 def build_leaderboard(patterns, out_dir, cost_fn=None, with_costs=True):

@@ -7,14 +7,16 @@ page by hand:
 
 - **computed**: parameters and FLOPs of ``model.backbone`` at 1x3x224x224,
   by :func:`mmext.analysis.backbone_costs.backbone_cost` (mmengine's
-  FlopAnalyzer). Configs whose backbone dicts are equal (up to the keys that
+  FlopAnalyzer with mmext's handles). Configs whose backbone dicts are equal (up to the keys that
   cannot change the count, :data:`COST_NEUTRAL_KEYS`) share one computation;
 - **published**: from :data:`PUBLISHED_FILE`, a mapping
   ``config path -> [{metric, value, source}, ...]``; every entry needs its
   source;
 - **local**: from :data:`LOCAL_FILE`, a list of run sets, each with the date,
   seed, machine, commit and command of its runs and
-  ``results: {config path: {metric: value}}``.
+  ``results: {config path: {metric: value}}``. Other docs pages show a run
+  set through a generated block (:func:`update_local_blocks`), so each local
+  figure is typed once, in that file.
 
 :func:`render_page` is a pure function of its inputs (rows sorted, fixed
 number formatting), so :func:`check_page` can compare the committed page byte
@@ -25,6 +27,7 @@ import difflib
 import glob
 import json
 import os.path as osp
+import re
 
 from mmext.analysis.backbone_costs import INPUT_SHAPE, backbone_cost
 from mmext.utils.errors import MMExtError
@@ -307,9 +310,10 @@ Every config of the repository, one row each, grouped by design folder and pipel
 kinds of numbers appear, and each column says which kind it holds:
 
 - **computed**: params and FLOPs of the config's `model.backbone` alone, built exactly as
-  the config says (random weights) and counted by `mmengine.analysis.FlopAnalyzer` on one
-  {shape} image in eval mode; one multiply-add is one FLOP, elementwise operations count
-  0 (details and the uncounted ops per design in [designs/README.md](designs/README.md)).
+  the config says (random weights) and counted by `mmengine.analysis.FlopAnalyzer` with
+  mmext's handles for fused attention, FFTs and per-sample kernels
+  (`mmext.analysis.flops`) on one {shape} image in eval mode; one multiply-add is one
+  FLOP, elementwise operations count 0 (details and the uncounted ops per design in [designs/README.md](designs/README.md)).
   "+ cls" adds a 1000-class linear layer on the last feature map, the unit of the papers'
   ImageNet parameter counts. Params in millions, FLOPs in billions. The tool computes them
   from the configs each time it runs; none is typed by hand;
@@ -392,17 +396,99 @@ def _anchor(heading):
 
 
 # --------------------------------------------------------------------------
+# local-results blocks in other pages
+#
+# A docs page shows a set of local runs between two markers naming the set
+# (``L1`` is the first entry of the local file, as on the model-zoo page):
+#
+#     <!-- local-results:begin L1 -->
+#     (generated table)
+#     <!-- local-results:end -->
+#
+# so the figures live once, in the local file, and the pages are regenerated
+# (and checked) with the model-zoo page.
+LOCAL_BEGIN = '<!-- local-results:begin'
+LOCAL_END = '<!-- local-results:end -->'
+_LOCAL_BLOCK = re.compile(
+    r'^(?P<begin><!-- local-results:begin\s+L(?P<index>\d+)\s*-->)[ \t]*\n(?P<body>.*?)^'
+    + re.escape(LOCAL_END), re.S | re.M)
+LOCAL_DOCS_GLOB = (osp.join('docs', '*.md'), osp.join('docs', 'designs', '*.md'))
+
+
+def render_local_table(run, index):
+    """Markdown of one local run set: where the figures come from, then one
+    row per config (metrics in the order they first appear)."""
+    metrics = []
+    for values in run['results'].values():
+        metrics.extend(m for m in values if m not in metrics)
+    lines = [f'Local (L{index}), {run["date"]}, commit `{run["commit"]}`, seed {run["seed"]}, '
+             f'machine: {run["machine"]}; command: `{run["command"]}`'
+             + (f'. {run["note"]}' if run['note'] else '') + '. Generated from '
+             f'`{LOCAL_FILE}` by `{TOOL}`; not COCO or ADE20K figures.', '',
+             '| design | config | ' + ' | '.join(f'{_cell(str(m))} (local)' for m in metrics)
+             + ' |', '|---|---|' + '---:|' * len(metrics)]
+    for config, values in run['results'].items():
+        cells = [_number(values[m]) if m in values else '-' for m in metrics]
+        lines.append(f'| {config.split("/")[1]} | `{config}` | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def update_local_blocks(text, local, name='page'):
+    """``text`` with every local-results block regenerated from ``local``.
+
+    Raises:
+        MMExtError: On unbalanced markers or a run set that does not exist.
+    """
+    blocks = list(_LOCAL_BLOCK.finditer(text))
+    if text.count(LOCAL_BEGIN) != len(blocks) or text.count(LOCAL_END) != len(blocks):
+        raise MMExtError(f'{name}: unbalanced local-results markers')
+
+    def table(match):
+        index = int(match['index'])
+        if not 1 <= index <= len(local):
+            raise MMExtError(f'{name}: local-results block L{index}, but {LOCAL_FILE} has '
+                             f'{len(local)} run sets')
+        return f"{match['begin']}\n{render_local_table(local[index - 1], index)}{LOCAL_END}"
+
+    return _LOCAL_BLOCK.sub(table, text)
+
+
+def local_pages(root=None, local=None, local_file=None):
+    """``{path: regenerated text}`` of the docs pages with local-results
+    blocks (other pages are left out)."""
+    root = root or ROOT
+    if local is None:
+        _, local = load_metadata(list_configs(root), root, local_file=local_file)
+    pages = {}
+    for pattern in LOCAL_DOCS_GLOB:
+        for path in sorted(glob.glob(osp.join(root, pattern))):
+            with open(path, encoding='utf-8', newline='') as f:
+                text = f.read()
+            if LOCAL_BEGIN in text or LOCAL_END in text:
+                pages[path] = update_local_blocks(text, local, osp.relpath(path, root))
+    return pages
+
+
+# --------------------------------------------------------------------------
 # page
 
 
-def generate(root=None, cost_fn=None, progress=None, published_file=None, local_file=None):
-    """The page for the repository at ``root`` (default: this checkout)."""
+def generate(root=None, cost_fn=None, progress=None, published_file=None, local_file=None,
+             configs=None):
+    """The page for the repository at ``root`` (default: this checkout);
+    ``configs`` (repository-relative paths) restricts its rows to a subset,
+    e.g. the configs of one comparison."""
     root = root or ROOT
     paths = list_configs(root)
     if not paths:
         raise MMExtError(f'no configs under {osp.join(root, "configs")}/<design>/')
-    zoo_configs = [read_config(p, root) for p in paths]
     published, local = load_metadata(paths, root, published_file, local_file)
+    if configs is not None:
+        unknown = sorted(set(configs) - set(paths))
+        if unknown:
+            raise MMExtError(f'not configs of the repository: {unknown}')
+        paths = [p for p in paths if p in set(configs)]
+    zoo_configs = [read_config(p, root) for p in paths]
     if cost_fn is None and root != ROOT:
         def cost_fn(p):
             return backbone_cost(p, root=root)
@@ -429,3 +515,28 @@ def diff_page(new, page_path, root=None):
 def write_page(new, page_path):
     with open(page_path, 'w', encoding='utf-8', newline='\n') as f:
         f.write(new)
+
+
+def append_local_run(entry, local_file=None, root=None):
+    """Append one run set (see :func:`mmext.analysis.leaderboard.local_run_set`)
+    to the local-results file, keeping its comments; the result is validated
+    before it is written."""
+    import yaml
+    root = root or ROOT
+    path = local_file or osp.join(root, LOCAL_FILE)
+    old = ''
+    if osp.isfile(path):
+        with open(path, encoding='utf-8') as f:
+            old = f.read()
+    data = _load_mapping(path) if old else None
+    if data is None:
+        old = old.rstrip('\n') + ('\n' if old.strip() else '') + 'runs:\n'
+    elif not (isinstance(data, dict) and list(data) == ['runs']):
+        raise MMExtError(f'{path}: expected only a "runs" list to append to')
+    item = {k: v for k, v in entry.items() if v not in (None, '')}
+    block = yaml.safe_dump([item], sort_keys=False, allow_unicode=True, width=100)
+    new = old.rstrip('\n') + '\n' + block
+    validate_local(yaml.safe_load(new), list_configs(root), osp.relpath(path, root))
+    with open(path, 'w', encoding='utf-8', newline='\n') as f:
+        f.write(new)
+    return path

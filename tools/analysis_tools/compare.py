@@ -9,8 +9,12 @@ Each (config, seed) trains in its own ``tools/train.py`` process into
 WORK_DIR/<config name>/seed<k> (stdout/stderr in train.out, the command and
 exit status in run.json), so a crash of one run does not stop the others; it
 is listed in the leaderboard instead. Runs already finished are skipped unless
---force. The leaderboard goes to WORK_DIR/leaderboard/. Exit status 1 when a
-run failed.
+--force. The leaderboard goes to WORK_DIR/leaderboard/ (leaderboard.md, the
+accuracy-vs-FLOPs and training-curve plots), with the model-zoo page of the
+compared configs (model_zoo.md) and its local figures (local_results.yml: date,
+seeds, machine, commit, command, mean final metrics). --record appends those
+figures to docs/local_results.yml and regenerates docs/model_zoo.md. Exit
+status 1 when a run failed.
 """
 import argparse
 import json
@@ -41,6 +45,9 @@ def parse_args(argv=None):
     parser.add_argument('--force', action='store_true', help='retrain finished runs')
     parser.add_argument('--no-costs', action='store_true',
                         help='leaderboard without backbone params / FLOPs')
+    parser.add_argument('--record', action='store_true',
+                        help='also append the results to docs/local_results.yml and '
+                        'regenerate docs/model_zoo.md and the local-results blocks of docs/')
     return parser.parse_args(argv)
 
 
@@ -80,6 +87,43 @@ def train_one(config, seed, args):
     return rc
 
 
+def model_zoo_files(result, args):
+    """The model-zoo page of the compared configs with this comparison's
+    local figures (and, with --record, the repository's pages)."""
+    from mmext.analysis import model_zoo
+    from mmext.analysis.leaderboard import local_run_set
+    opts = ''.join(f' {o}' for o in args.cfg_options)
+    command = (f'python tools/analysis_tools/compare.py CONFIG --embedded {args.embedded} '
+               f'--seeds {" ".join(map(str, args.seeds))}{opts} (each seed: python '
+               f'tools/train.py CONFIG --embedded {args.embedded} --cfg-options '
+               f'randomness.seed=SEED{opts})')
+    entry = local_run_set(result['entries'], command,
+                          note=f'Embedded data ({args.embedded} preset), not COCO or ADE20K')
+    if entry is None:
+        print('[compare] no finished run of a repository config: no model-zoo page',
+              file=sys.stderr)
+        return []
+    out_dir = osp.join(args.work_dir, 'leaderboard')
+    local_file = osp.join(out_dir, 'local_results.yml')
+    if osp.exists(local_file):
+        os.remove(local_file)
+    model_zoo.append_local_run(entry, local_file, ROOT)
+    page = model_zoo.generate(ROOT, local_file=local_file, configs=list(entry['results']))
+    page_path = osp.join(out_dir, 'model_zoo.md')
+    model_zoo.write_page(page, page_path)
+    files = [local_file, page_path]
+    if args.record:
+        files.append(model_zoo.append_local_run(entry))
+        print('[compare] regenerating docs/model_zoo.md (every config\'s costs)', flush=True)
+        pages = {osp.join(ROOT, model_zoo.PAGE): model_zoo.generate(ROOT)}
+        pages.update(model_zoo.local_pages(ROOT))
+        for path, text in pages.items():
+            if model_zoo.diff_page(text, path):
+                model_zoo.write_page(text, path)
+                files.append(path)
+    return files
+
+
 def main(argv=None):
     args = parse_args(argv)
     with friendly_errors('compare'):
@@ -91,6 +135,7 @@ def main(argv=None):
         from mmext.analysis.leaderboard import build_leaderboard
         result = build_leaderboard([args.work_dir], osp.join(args.work_dir, 'leaderboard'),
                                    with_costs=not args.no_costs)
+        result['files'] += model_zoo_files(result, args)
     with open(result['files'][0], encoding='utf-8') as f:
         print(f.read(), end='')
     print('[compare] wrote ' + ', '.join(result['files']))

@@ -7,8 +7,10 @@
 One row per config under configs/<design>/: params and FLOPs of the backbone
 computed at 1x3x224x224 (each distinct backbone once), published figures from
 docs/published.yml (each with its source) and local figures from
-docs/local_results.yml (with date, seed, machine, commit and command). The work
-is in ``mmext/analysis/model_zoo.py``.
+docs/local_results.yml (with date, seed, machine, commit and command). The same
+run also regenerates (or, with --check, checks) the ``local-results`` blocks of
+docs/*.md and docs/designs/*.md from docs/local_results.yml, the one place local
+figures are typed. The work is in ``mmext/analysis/model_zoo.py``.
 """
 import argparse
 import os.path as osp
@@ -59,19 +61,23 @@ def main(argv=None):
     loc_name = osp.relpath(args.local or osp.join(ROOT, model_zoo.LOCAL_FILE), ROOT)
     page = model_zoo.render_page(rows, pub_name, loc_name, local)
     status = 0
-    rel = osp.relpath(args.out, ROOT)
-    if args.check:
-        diff = model_zoo.diff_page(page, args.out, ROOT)
-        if diff:
-            print(diff, end='')
-            print(f'{rel} is stale; run python tools/analysis_tools/model_zoo.py')
-            status = 1
+    pages = {args.out: page}
+    pages.update(model_zoo.local_pages(ROOT, local))
+    for path, text in pages.items():
+        rel = osp.relpath(path, ROOT)
+        diff = model_zoo.diff_page(text, path, ROOT)
+        if args.check:
+            if diff:
+                print(diff, end='')
+                print(f'{rel} is stale; run python tools/analysis_tools/model_zoo.py')
+                status = 1
+            else:
+                print(f'{rel} is current')
         else:
-            print(f'{rel} is current ({len(rows)} configs)')
-    else:
-        changed = bool(model_zoo.diff_page(page, args.out, ROOT))
-        model_zoo.write_page(page, args.out)
-        print(f'{"wrote" if changed else "unchanged:"} {rel} ({len(rows)} configs)')
+            if diff:
+                model_zoo.write_page(text, path)
+            print(f'{"wrote" if diff else "unchanged:"} {rel}')
+    print(f'{len(rows)} configs')
     sys.stdout.flush()
     print(f'({time.perf_counter() - start:.1f} s)', file=sys.stderr)
     return status

@@ -30,15 +30,10 @@ def _attend(q, k, v, key_mask=None):
 
     ``key_mask`` (bool, broadcastable to the logits, True = may be attended)
     hides padded keys. The fused kernel saves the memory of the logits on
-    large detection inputs; while tracing (FLOP counting) the explicit
-    matmuls are used because the counter has no handle for the fused op.
+    large detection inputs; mmext's FLOP counter has a handle for it
+    (``mmext.analysis.flops``).
     """
-    if not torch.jit.is_tracing():
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
-    attn = (q * q.shape[-1]**-0.5) @ k.transpose(-2, -1)
-    if key_mask is not None:
-        attn = attn.masked_fill(~key_mask, float('-inf'))
-    return attn.softmax(dim=-1) @ v
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
 
 
 class HMHSA(nn.Module):

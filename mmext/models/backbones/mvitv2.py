@@ -132,6 +132,19 @@ class MViTv2(DenseBackbone):
         tables = MViTv2._resized_tables(block, feat_size)
         if not tables:
             return block(x, feat_size)
+        if torch.jit.is_tracing():
+            # The stateless API refuses to run under the tracer (FLOP counting
+            # at sizes other than the pre-training one); swap the tables in
+            # for the duration of the call instead.
+            params = block.attn._parameters
+            saved = {name: params[name.split('.')[-1]] for name in tables}
+            try:
+                for name, table in tables.items():
+                    params[name.split('.')[-1]] = table
+                return block(x, feat_size)
+            finally:
+                for name, table in saved.items():
+                    params[name.split('.')[-1]] = table
         return torch.func.functional_call(block, tables, (x, feat_size), strict=False)
 
     def forward(self, x):

@@ -1,0 +1,242 @@
+"""FLOP counting: mmext's handles against hand derivations, and get_flops /
+benchmark on one config of every design folder."""
+import json
+import math
+import os.path as osp
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import ROOT, run_tool
+from torch import nn
+
+from mmext.analysis.benchmark import run_benchmark
+from mmext.analysis.flops import OP_HANDLES, count_flops
+from mmext.analysis.model_complexity import model_complexity, render
+from mmext.models.backbones.hornet import GnConv
+from mmext.registry import MODELS
+from mmext.utils.errors import MMExtError
+
+
+class _Fn(nn.Module):
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
+def _explicit_attention(q, k, v):
+    return ((q * q.shape[-1]**-0.5) @ k.transpose(-2, -1)).softmax(-1) @ v
+
+
+def test_sdpa_handle_counts_the_two_matmuls():
+    q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 4)
+    fused = count_flops(_Fn(F.scaled_dot_product_attention), (q, k, v))
+    explicit = count_flops(_Fn(_explicit_attention), (q, k, v))
+    by_hand = 2 * 3 * 5 * 7 * (8 + 4)  # q k^T (5x8 @ 8x7) and attn v (5x7 @ 7x4) per head
+    assert fused.total == explicit.total == by_hand
+    assert fused.by_operator == {'scaled_dot_product_attention': by_hand}
+    assert not fused.uncounted_ops or 'aten::scaled_dot_product_attention' not in \
+        fused.uncounted_ops
+    # mmengine alone has no handle: the op is reported and counts 0.
+    bare = count_flops(_Fn(F.scaled_dot_product_attention), (q, k, v),
+                       op_handles={'aten::scaled_dot_product_attention': None})
+    assert bare.total == 0 and 'aten::scaled_dot_product_attention' in bare.uncounted_ops
+
+
+@pytest.mark.parametrize('fn, shape, expected', [
+    # 2-D real FFT and its inverse over (H, W) = (14, 14): 4 channels of 196
+    # points each, ceil(log2 196) = 8.
+    (lambda x: torch.fft.irfft2(torch.fft.rfft2(x, dim=(2, 3)), s=x.shape[-2:], dim=(2, 3)),
+     (1, 4, 14, 14), {'fft_rfft2': 4 * 196 * 8, 'fft_irfft2': 4 * 196 * 8}),
+    # Along dim 1 of length 10 (ceil(log2 10) = 4), 2 * 6 signals.
+    (lambda x: torch.fft.rfft(x, dim=1), (2, 10, 6), {'fft_rfft': 2 * 6 * 10 * 4}),
+    # Over dims (1, 2) of a channels-last map: 14 x 6 = 84 points
+    # (ceil(log2 84) = 7), 2 * 3 signals.
+    (lambda x: torch.fft.rfft2(x, dim=(1, 2)), (2, 14, 6, 3), {'fft_rfft2': 2 * 3 * 84 * 7}),
+    # Complex n-D over the last two dims, zero-padded to 16 x 16 by s.
+    (lambda x: torch.fft.fftn(x.to(torch.complex64), s=(16, 16)), (3, 9, 12),
+     {'fft_fftn': 3 * 256 * 8}),
+])
+def test_fft_handles(fn, shape, expected):
+    count = count_flops(_Fn(fn), torch.randn(shape))
+    assert {k: v for k, v in count.by_operator.items() if k.startswith('fft')} == expected
+    assert not [op for op in count.uncounted_ops if 'fft' in op]
+
+
+def test_every_fft_op_has_a_handle():
+    names = {f'aten::fft_{p}{k}fft{d}' for p in ('', 'i') for k in ('', 'r')
+             for d in ('', '2', 'n')}
+    assert names <= set(OP_HANDLES)
+
+
+def test_gnconv_global_filter_by_hand():
+    """HorNet's gnConv (order 3, C=16) with the global filter on an odd 13x11
+    map, every term derived by hand."""
+    c, h, w = 16, 13, 11
+    hw = h * w
+    m = GnConv(c, order=3, global_filter=True).eval()
+    count = count_flops(m, torch.randn(1, c, h, w))
+    dims = [4, 8, 16]
+    ctx = sum(dims)  # 28 channels go through the filter
+    conv = (2 * c * c * hw  # proj_in 1x1, C -> 2C
+            + ctx // 2 * 9 * hw  # depth-wise 3x3 on the local half
+            + (dims[0] * dims[1] + dims[1] * dims[2]) * hw  # pws 1x1
+            + c * c * hw)  # proj_out 1x1
+    norms = 2 * 5 * ctx * hw  # pre / post LayerNorm2d, affine: 5 per element
+    fft = ctx // 2 * hw * math.ceil(math.log2(hw))  # per transform: 14 maps of 143 points
+    # The stored 14x8 spectral filter is resampled to the 13x6 rfft spectrum
+    # (real and imaginary planes, bilinear: mmengine counts 4 per output).
+    resample = 4 * 2 * (ctx // 2) * h * (w // 2 + 1)
+    assert count.by_operator == {'conv': conv, 'layer_norm': norms, 'fft_rfft2': fft,
+                                 'fft_irfft2': fft, 'upsample_bilinear2d': resample}
+    assert count.total == conv + norms + 2 * fft + resample
+    # The gates are elementwise products: not counted, and said so.
+    assert 'aten::mul' in count.uncounted_ops
+
+
+def _odconv(kernel_num, kernel_size=3):
+    return MODELS.build(dict(type='mmext.ODConv', in_channels=8, out_channels=16,
+                             kernel_size=kernel_size, padding=kernel_size // 2,
+                             kernel_num=kernel_num)).eval()
+
+
+def test_odconv_per_sample_kernels_by_hand():
+    """Batch 2, K=4 candidate kernels: the grouped convolution and the kernel
+    mixing are traced; the spatial modulation of each per-sample kernel is
+    the module handle's: one multiply per kernel element."""
+    m = _odconv(kernel_num=4)
+    n, h, w = 2, 9, 11
+    count = count_flops(m, torch.randn(n, 8, h, w))
+    kernel = 16 * 8 * 9  # one per-sample kernel (out, in, 3, 3)
+    assert count.by_operator['dynamic_kernel'] == n * kernel
+    assert count.by_operator['mm'] == n * 4 * kernel  # (N, K) @ (K, out*in*9)
+    hidden = m.attention.fc.out_channels
+    heads = hidden * (8 + 16 + 9 + 4)  # channel, filter, spatial, kernel 1x1 convs
+    assert count.by_operator['conv'] == n * (kernel * h * w + 8 * hidden + heads)
+    # Per-sample kernels: the cost is linear in the batch.
+    single = count_flops(m, torch.randn(1, 8, h, w))
+    assert count.total == 2 * single.total
+    # A 1x1 ODConv has no spatial attention: nothing to modulate.
+    assert 'dynamic_kernel' not in count_flops(_odconv(1, 1), torch.randn(1, 8, 5, 5)).by_operator
+
+
+def test_tadaconv_calibrated_kernels_by_hand():
+    m = MODELS.build(dict(type='mmext.TAdaConv', in_channels=8, out_channels=16,
+                          kernel_size=3, padding=1)).eval()
+    count = count_flops(m, torch.randn(2, 8, 3, 9, 11))  # N=2 clips of T=3 frames
+    assert count.by_operator['dynamic_kernel'] == 2 * 3 * 16 * 8 * 9
+    # The module handle is added to the module and every ancestor.
+    host = nn.Sequential(nn.Sequential(m))
+    nested = count_flops(host, torch.randn(2, 8, 3, 9, 11))
+    assert nested.total == count.total == nested.of('') == nested.of('0') == nested.of('0.0')
+
+
+def test_dynamic_conv_needs_no_module_handle():
+    """DynamicConv's kernel mixing is a traced matrix product: counted
+    without a module handle."""
+    m = MODELS.build(dict(type='mmext.DynamicConv', in_channels=8, out_channels=16,
+                          kernel_size=3, padding=1, num_kernels=4)).eval()
+    count = count_flops(m, torch.randn(2, 8, 9, 11))
+    assert 'dynamic_kernel' not in count.by_operator
+    assert count.by_operator['mm'] >= 2 * 4 * 16 * 8 * 9
+
+
+RETINANET_R18 = 'configs/resnet/retinanet_r18_fpn_1x_coco.py'
+
+
+def test_model_complexity_rows_add_up():
+    result = model_complexity(RETINANET_R18, (96, 128), root=ROOT)
+    names = [r.name for r in result.rows]
+    assert names == ['backbone', 'neck', 'bbox_head']
+    assert sum(r.flops for r in result.rows) == result.total.flops
+    assert sum(r.params for r in result.rows) == result.total.params
+    assert result.row('backbone').type == 'ResNet-18'
+    # The backbone alone at the same shape: the same figures.
+    alone = model_complexity(RETINANET_R18, (96, 128), backbone_only=True, root=ROOT)
+    assert alone.total.flops == result.row('backbone').flops
+    assert alone.total.params == result.row('backbone').params
+    text = render(result)
+    assert '| **total** | RetinaNet |' in text and '1x3x96x128' in text
+
+
+def test_model_complexity_segmentor_and_two_stage():
+    seg = model_complexity('configs/resnet/upernet_r18-c128_4xb4-160k_ade20k-512x512.py',
+                           (64, 64), root=ROOT)
+    aux = seg.row('auxiliary_head')
+    assert aux.flops == 0 and aux.params > 0 and 'training' in aux.note
+    assert seg.row('decode_head').flops > 0
+    assert sum(r.flops for r in seg.rows) == seg.total.flops
+    det = model_complexity('configs/resnet/mask-rcnn_r18_fpn_1x_coco.py', (64, 64), root=ROOT)
+    assert det.row('roi_head').flops > 0
+    assert any('roi_head.bbox_head on' in n and 'roi_head.mask_head on' in n for n in det.notes)
+
+
+def test_model_complexity_errors():
+    with pytest.raises(MMExtError, match='not a timm model'):
+        model_complexity('timm:resnet18', (64, 64), root=ROOT)
+    with pytest.raises(MMExtError, match='not found'):
+        model_complexity('configs/nope/x.py', (64, 64), root=ROOT)
+    with pytest.raises(MMExtError, match='H W'):
+        model_complexity(RETINANET_R18, (0, 64), root=ROOT)
+
+
+def test_get_flops_cli(tmp_path):
+    out = tmp_path / 'flops.json'
+    proc = run_tool('tools/analysis_tools/get_flops.py', 'configs/hornet/'
+                    'retinanet_hornet-tiny-gf_fpn_1x_coco.py', '--shape', '64',
+                    '--json', str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert 'Input 1x3x64x64, RetinaNet' in proc.stdout
+    assert "Counted by mmext's handles" in proc.stdout and '`fft_rfft2`' in proc.stdout
+    data = json.loads(out.read_text())
+    assert data['by_operator']['fft_rfft2'] > 0
+    assert data['total']['flops'] == sum(r['flops'] for r in data['rows'])
+    bad = run_tool('tools/analysis_tools/get_flops.py', RETINANET_R18, '--shape', '1', '2', '3')
+    assert bad.returncode != 0 and 'H W' in bad.stderr
+
+
+# One detector per design folder: get_flops and the benchmark work on every
+# registered design (the smallest variant where a folder has several).
+DESIGN_CONFIGS = [
+    'cbam/retinanet_r50-cbam_fpn_1x_coco.py', 'dcdc/retinanet_r50-dcdc_fpn_1x_coco.py',
+    'dynamic_conv/retinanet_r50-dyconv_fpn_1x_coco.py', 'eca/retinanet_r50-eca_fpn_1x_coco.py',
+    'fcvit/retinanet_fcvit-b12_fpn_1x_coco.py', 'hatnet/retinanet_hatnet-tiny_fpn_1x_coco.py',
+    'hornet/retinanet_hornet-tiny-gf_fpn_1x_coco.py',
+    'moganet/retinanet_moganet-xtiny_fpn_1x_coco.py', 'mpvit/retinanet_mpvit-t_fpn_1x_coco.py',
+    'mvitv2/retinanet_mvitv2-t_fpn_1x_coco.py', 'odconv/retinanet_r50-odconv4x_fpn_1x_coco.py',
+    'pvt/retinanet_pvt-t_fpn_1x_coco.py', 'pvtv2/retinanet_pvtv2-b0_fpn_1x_coco.py',
+    'res2net/retinanet_r2-50_fpn_1x_coco.py', 'sda/retinanet_r50-sda_fpn_1x_coco.py',
+    'se/retinanet_r50-se_fpn_1x_coco.py', 'sk/retinanet_x50-32x4d-sk_fpn_1x_coco.py',
+    'tadaconv/retinanet_r50-tada_fpn_1x_coco.py', 'van/retinanet_van-b0_fpn_1x_coco.py',
+]
+
+
+def test_design_list_covers_every_folder():
+    import glob
+    folders = {osp.basename(osp.dirname(p)) for p in glob.glob(osp.join(ROOT, 'configs/*/*.py'))}
+    folders -= {'_base_', 'resnet'}
+    assert {c.split('/')[0] for c in DESIGN_CONFIGS} == folders
+
+
+# Ops a design's trace must not leave uncounted: mmext has handles for them.
+HANDLED = ('aten::scaled_dot_product_attention', 'aten::fft_rfft2', 'aten::fft_irfft2')
+
+
+@pytest.mark.parametrize('config', DESIGN_CONFIGS)
+def test_get_flops_and_benchmark_every_design(config):
+    path = osp.join('configs', config)
+    shape = (96, 128)
+    result = model_complexity(path, shape, root=ROOT)
+    backbone = result.row('backbone')
+    assert 0 < backbone.flops < result.total.flops
+    assert backbone.params > 0
+    assert not set(result.uncounted_ops) & set(HANDLED)
+    bench = run_benchmark(path, shape=shape, repeats=1, warmup=0, machine=False,
+                          progress=False, root=ROOT)
+    (model, ) = bench.models
+    assert model.flops == result.total.flops
+    assert model.infer.median > 0

@@ -47,6 +47,24 @@ def test_sdpa_handle_counts_the_two_matmuls():
     assert bare.total == 0 and 'aten::scaled_dot_product_attention' in bare.uncounted_ops
 
 
+def test_fused_and_explicit_attention_backbones_agree():
+    """timm's PVTv2-B0 (fused attention) and mmdet's (explicit matmuls, as
+    the PVTv2 configs build it) count the same FLOPs, and timm's would miss
+    its attention without mmext's handle."""
+    import timm
+    from mmdet.models.backbones import PyramidVisionTransformerV2
+    x = torch.randn(1, 3, 224, 224)
+    ours = count_flops(PyramidVisionTransformerV2(embed_dims=32, num_layers=[2, 2, 2, 2]).eval(),
+                       x)
+    theirs_model = timm.create_model('pvt_v2_b0', features_only=True).eval()
+    theirs = count_flops(theirs_model, x)
+    assert theirs.by_operator.get('scaled_dot_product_attention', 0) > 0
+    assert 'scaled_dot_product_attention' not in ours.by_operator
+    assert ours.total == theirs.total
+    bare = count_flops(theirs_model, x, op_handles={'aten::scaled_dot_product_attention': None})
+    assert bare.total == theirs.total - theirs.by_operator['scaled_dot_product_attention']
+
+
 @pytest.mark.parametrize('fn, shape, expected', [
     # 2-D real FFT and its inverse over (H, W) = (14, 14): 4 channels of 196
     # points each, ceil(log2 196) = 8.

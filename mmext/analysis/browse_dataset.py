@@ -224,7 +224,7 @@ def browse(config, split='train', output_dir=None, num=None, show=False, wait_ti
     return results
 
 
-def default_output_dir(config, split, root='.'):
+def default_output_dir(config, split, root=''):
     """``work_dirs/browse_dataset/<config name>/<split>``."""
     name = osp.splitext(osp.basename(config))[0]
     return osp.join(root, 'work_dirs', 'browse_dataset', name, split)

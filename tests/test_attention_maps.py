@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import CONFIGS, run_tool
+from design_checks import randomize
 
 from mmext.analysis.attention_maps import (collect_attention, default_images, find_extractor,
                                            render_grid)
@@ -23,14 +24,6 @@ from mmext.utils.errors import MMExtError
 TOOL = 'tools/analysis_tools/visualize_attention.py'
 ODD = (13, 17)
 
-
-def randomize(module, seed=0):
-    """Weights far from their init, so that no map is trivially constant."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn_like(p) * 0.3)
-    return module
 
 
 def _input(c, size=ODD, n=2, seed=1):

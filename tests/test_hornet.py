@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from backbone_checks import (check_dense_backbone, check_official_checkpoint, check_out_shapes,
                              count_params, same_names_as)
-from design_checks import ODD_SIZE, assert_all_grads
+from design_checks import ODD_SIZE, assert_all_grads, randomize
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import get_shape
 from mmengine.registry import DefaultScope
@@ -236,14 +236,6 @@ def test_checkpoint_filters_are_resampled(tmp_path):
 
 # --------------------------------------------------------------------------
 # The mixers against hand references.
-def randomize(module, seed=0):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn_like(p) * 0.3)
-    return module
-
-
 def _conv(t, m, **kw):
     return F.conv2d(t, m.weight, m.bias, **kw)
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from backbone_checks import (check_dense_backbone, check_official_checkpoint, check_out_shapes,
                              count_params, same_names_as)
-from design_checks import ODD_SIZE, assert_all_grads
+from design_checks import ODD_SIZE, assert_all_grads, randomize
 from mmengine.analysis import FlopAnalyzer
 from mmengine.registry import DefaultScope
 
@@ -119,14 +119,6 @@ def test_official_init():
 
 # --------------------------------------------------------------------------
 # The mixers against a hand reference.
-def randomize(module, seed=0):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn_like(p) * 0.3)
-    return module
-
-
 def test_moga_matches_hand_reference():
     c = 16  # split [1, 3, 4] / 8 -> 2 / 6 / 8 channels
     moga = randomize(MultiOrderGatedAggregation(c)).eval()

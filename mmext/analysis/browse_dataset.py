@@ -20,6 +20,7 @@ import numpy as np
 from mmext.utils.errors import MMExtError
 
 SPLITS = ('train', 'val', 'test')
+_COUNTER = itertools.count()
 
 
 @dataclasses.dataclass
@@ -97,13 +98,11 @@ def build_visualizer(cfg, lib, dataset_meta):
     vis_cfg.pop('save_dir', None)
     # Visualizers are process-wide singletons by name: a second browse in the
     # same process (another config, another library) must not get the first.
-    vis_cfg['name'] = f'browse_dataset_{lib}_{id(dataset_meta)}_{next(_COUNTER)}'
+    vis_cfg['name'] = f'browse_dataset_{lib}_{next(_COUNTER)}'
     visualizer = VISUALIZERS.build(vis_cfg)
     visualizer.dataset_meta = dataset_meta
     return visualizer
 
-
-_COUNTER = itertools.count()
 
 
 def _image_of(item):

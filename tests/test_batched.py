@@ -7,6 +7,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmext.registry import MODELS
 
+# Scoped names: an earlier test may leave mmdet as the default scope, where
+# 'DynamicConv' is mmdet's Sparse R-CNN layer.
+
 
 class OpCounter(TorchDispatchMode):
     """Counts every ATen operator call below the Python layer."""
@@ -27,17 +30,18 @@ def op_count(module, x):
 
 
 CONVS = [
-    dict(type='DynamicConv'),
-    dict(type='ODConv', kernel_num=4),
-    dict(type='ODConv', kernel_num=1),
-    dict(type='SKConv'),
-    dict(type='DCDC'),
-    dict(type='TAdaConv'),
+    dict(type='mmext.DynamicConv'),
+    dict(type='mmext.ODConv', kernel_num=4),
+    dict(type='mmext.ODConv', kernel_num=1),
+    dict(type='mmext.SKConv'),
+    dict(type='mmext.DCDC'),
+    dict(type='mmext.TAdaConv'),
 ]
 
 
 @pytest.mark.parametrize('stride', [1, 2])
-@pytest.mark.parametrize('cfg', CONVS, ids=lambda c: '-'.join(map(str, c.values())))
+@pytest.mark.parametrize('cfg', CONVS,
+                         ids=lambda c: '-'.join(str(v).replace('mmext.', '') for v in c.values()))
 def test_op_count_does_not_grow_with_the_batch(cfg, stride):
     conv = MODELS.build(dict(cfg, in_channels=32, out_channels=32, kernel_size=3, stride=stride,
                              padding=1))
@@ -47,7 +51,7 @@ def test_op_count_does_not_grow_with_the_batch(cfg, stride):
 
 
 def test_tadaconv_op_count_does_not_grow_with_clips_or_frames():
-    conv = MODELS.build(dict(type='TAdaConv', in_channels=16, out_channels=16, kernel_size=3,
+    conv = MODELS.build(dict(type='mmext.TAdaConv', in_channels=16, out_channels=16, kernel_size=3,
                              padding=1))
     conv.eval()
     counts = [op_count(conv, torch.randn(n, 16, t, 9, 7)) for n, t in ((2, 3), (5, 8))]

@@ -104,12 +104,10 @@ def build_visualizer(cfg, lib, dataset_meta):
     return visualizer
 
 
-
 def _image_of(item):
     # The packed input is (C, H, W) in the pipeline's (BGR) channel order;
     # the visualizers draw on RGB.
-    img = item['inputs']
-    img = img.permute(1, 2, 0).numpy() if hasattr(img, 'permute') else np.asarray(img)
+    img = item['inputs'].permute(1, 2, 0).numpy()
     return np.ascontiguousarray(img[..., ::-1]).astype(np.uint8)
 
 
@@ -131,16 +129,16 @@ def _det_sample(data_sample, to_image=False):
     sample = data_sample.numpy()
     gt = sample.gt_instances
     meta = sample.metainfo
-    if to_image and 'scale_factor' in meta:
-        if isinstance(gt.get('bboxes', None), BaseBoxes):
-            gt.bboxes.rescale_(meta['scale_factor'])
-        if isinstance(gt.get('masks', None), (BitmapMasks, PolygonMasks)):
-            gt.masks = gt.masks.resize(meta['img_shape'][:2])
+    rescale = to_image and 'scale_factor' in meta
     # The visualizer wants plain arrays; the pipeline packs box and mask
-    # structures.
+    # structures (in the original image's coordinates when ``to_image``).
     if isinstance(gt.get('bboxes', None), BaseBoxes):
+        if rescale:
+            gt.bboxes.rescale_(meta['scale_factor'])
         gt.bboxes = gt.bboxes.tensor
     if isinstance(gt.get('masks', None), (BitmapMasks, PolygonMasks)):
+        if rescale:
+            gt.masks = gt.masks.resize(meta['img_shape'][:2])
         gt.masks = gt.masks.to_ndarray()
     labels = [int(v) for v in np.asarray(gt.labels).reshape(-1)] if 'labels' in gt else []
     return sample, labels
@@ -229,5 +227,5 @@ def default_output_dir(config, split, root=''):
     return osp.join(root, 'work_dirs', 'browse_dataset', name, split)
 
 
-__all__ = ['SPLITS', 'BrowsedImage', 'annotations_after_resize', 'build_dataset', 'build_visualizer', 'browse',
-           'default_output_dir', 'display_available']
+__all__ = ['SPLITS', 'BrowsedImage', 'annotations_after_resize', 'build_dataset',
+           'build_visualizer', 'browse', 'default_output_dir', 'display_available']

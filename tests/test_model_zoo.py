@@ -73,6 +73,17 @@ def test_published_entry_without_source_is_rejected():
         mz.validate_published({configs[0]: [_entry(note='x')]}, configs)
 
 
+def test_unverified_published_entry_needs_its_reason():
+    configs = ['configs/a/retinanet_x.py']
+    ok = mz.validate_published({configs[0]: [_entry(), _entry(unverified=' not in Table 9 ')]},
+                               configs)[configs[0]]
+    assert [e['unverified'] for e in ok] == ['', 'not in Table 9']
+    for bad in (True, '  ', None, 1):
+        with pytest.raises(MMExtError, match='unverified must say what was checked'):
+            mz.validate_published({configs[0]: [_entry(unverified='x') | {'unverified': bad}]},
+                                  configs)
+
+
 def test_local_run_needs_its_provenance():
     configs = ['configs/a/upernet_x.py']
     run = {'date': '2026-01-01', 'seed': 0, 'machine': 'cpu', 'commit': 'abc',
@@ -118,6 +129,10 @@ def _fake_repo(tmp_path):
         - metric: ADE20K mIoU
           value: '40.10'
           source: Other et al.
+        - metric: ADE20K mIoU (multi-scale)
+          value: '41.0'
+          source: Other et al.
+          unverified: not in the paper's Table 3
         """))
     (tmp_path / 'docs' / 'local_results.yml').write_text(textwrap.dedent("""\
         runs:
@@ -150,14 +165,20 @@ def test_render_on_fake_metadata(tmp_path):
     # Groups: design, then pipeline in the fixed order.
     order = [ln for ln in lines if ln.startswith('## ') or ln.startswith('### ')]
     assert order == ['## alpha', '### alpha: RetinaNet', '### alpha: Mask R-CNN', '## beta',
-                     '### beta: UperNet', '## Published sources', '## Local runs']
+                     '### beta: UperNet', '## Published sources',
+                     '## Unverified published figures', '## Local runs']
     row_a = next(ln for ln in lines if ln.startswith('| [retinanet_a.py]'))
     assert row_a == ('| [retinanet_a.py](../configs/alpha/retinanet_a.py) | Fake-18 | 18.00 | '
                      '18.51 | 36.00 | COCO box AP (RetinaNet 1x): 31.7 [P1](#published-sources)'
                      '<br>ImageNet top-1: 70.0% [P2](#published-sources) | - |')
     row_b = next(ln for ln in lines if ln.startswith('| [upernet_b.py]'))
-    assert row_b.endswith('| ADE20K mIoU: 40.10 [P2](#published-sources) | '
+    assert row_b.endswith('| ADE20K mIoU: 40.10 [P2](#published-sources)<br>'
+                          'ADE20K mIoU (multi-scale): 41.0 [P2](#published-sources) **unverified** '
+                          '[U1](#unverified-published-figures) | '
                           'mIoU 12.35, mAcc 20 [L1](#local-runs) |')
+    assert ("- U1: `configs/beta/upernet_b.py`, ADE20K mIoU (multi-scale): 41.0. "
+            "not in the paper's Table 3") in lines
+    assert row_a.count('unverified') == 0
     assert '- P1: Some et al., a paper \\| with a pipe' in lines
     assert ('- L1: 2026-01-02, commit `deadbee`, seed 3, machine: a laptop; 1 configs; '
             'command: `python tools/train.py CONFIG`') in lines

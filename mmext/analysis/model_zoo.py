@@ -11,7 +11,8 @@ page by hand:
   cannot change the count, :data:`COST_NEUTRAL_KEYS`) share one computation;
 - **published**: from :data:`PUBLISHED_FILE`, a mapping
   ``config path -> [{metric, value, source}, ...]``; every entry needs its
-  source;
+  source. An entry whose figure could not be traced to its source carries
+  ``unverified: <what was checked>`` and is shown marked as such;
 - **local**: from :data:`LOCAL_FILE`, a list of run sets, each with the date,
   seed, machine, commit and command of its runs and
   ``results: {config path: {metric: value}}``. Other docs pages show a run
@@ -44,6 +45,9 @@ PIPELINES = ('RetinaNet', 'Mask R-CNN', 'UperNet', 'other')
 COST_NEUTRAL_KEYS = ('init_cfg', 'pretrained', 'drop_path_rate', 'frozen_stages', 'norm_eval',
                      'with_cp')
 PUBLISHED_KEYS = ('metric', 'value', 'source')
+# Optional: the reason a figure is shown although it could not be traced to
+# its source (the page marks it and lists the reasons).
+PUBLISHED_OPTIONAL_KEYS = ('unverified', )
 LOCAL_RUN_KEYS = ('date', 'seed', 'machine', 'commit', 'command')
 
 
@@ -155,12 +159,14 @@ def _text(value):
 
 
 def validate_published(data, configs, name=PUBLISHED_FILE):
-    """Check published metadata; returns ``{config: ({metric, value, source}, ...)}``
-    with every value a non-empty string.
+    """Check published metadata; returns ``{config: ({metric, value, source,
+    unverified}, ...)}`` with every value a string (``unverified`` is '' for a
+    figure traced to its source).
 
     Raises:
         MMExtError: On a config that is not in ``configs``, or an entry
-            without its metric, value or source, or with other keys.
+            without its metric, value or source, with an ``unverified`` that
+            does not say why, or with other keys.
     """
     if data is None:
         return {}
@@ -180,14 +186,23 @@ def validate_published(data, configs, name=PUBLISHED_FILE):
             where = f'{name}: {config}, entry {i + 1}'
             if not isinstance(entry, dict):
                 raise MMExtError(f'{where}: expected a mapping with {", ".join(PUBLISHED_KEYS)}')
-            extra = sorted(set(entry) - set(PUBLISHED_KEYS))
+            allowed = PUBLISHED_KEYS + PUBLISHED_OPTIONAL_KEYS
+            extra = sorted(set(entry) - set(allowed))
             if extra:
-                raise MMExtError(f'{where}: unknown keys {extra}; allowed: {list(PUBLISHED_KEYS)}')
+                raise MMExtError(f'{where}: unknown keys {extra}; allowed: {list(allowed)}')
             for key in PUBLISHED_KEYS:
                 if entry.get(key) is None or not _text(entry[key]).strip():
                     raise MMExtError(f'{where}: no {key}; a published figure needs its '
                                      'metric, value and source')
-            checked.append({k: _text(entry[k]).strip() for k in PUBLISHED_KEYS})
+            checked_entry = {k: _text(entry[k]).strip() for k in PUBLISHED_KEYS}
+            checked_entry['unverified'] = ''
+            if 'unverified' in entry:
+                reason = entry['unverified']
+                if not isinstance(reason, str) or not reason.strip():
+                    raise MMExtError(f'{where}: unverified must say what was checked and not '
+                                     f'found (a text), not {reason!r}')
+                checked_entry['unverified'] = reason.strip()
+            checked.append(checked_entry)
         out[config] = tuple(checked)
     return out
 
@@ -320,7 +335,9 @@ kinds of numbers appear, and each column says which kind it holds:
 - **published**: figures from the papers or the official model zoos, copied from the
   "published" tables of [designs/](designs/README.md) into `{published}` with their
   sources (numbered under [Published sources](#published-sources)); the metric names the
-  dataset and setting of the figure. This repository has not reproduced them;
+  dataset and setting of the figure. This repository has not reproduced them. A figure
+  that could not be found in its source is marked **unverified** and listed, with what was
+  checked, under [Unverified published figures](#unverified-published-figures);
 - **local**: results of runs of this repository on its embedded data (not COCO, not
   ADE20K), from `{local}`; the date, seed, machine, commit and command of each set of
   runs are under [Local runs](#local-runs).
@@ -341,11 +358,19 @@ def render_page(rows, published_name=PUBLISHED_FILE, local_name=LOCAL_FILE, loca
     designs = sorted({r.config.design for r in rows})
     out.append('Designs: ' + ', '.join(f'[{d}](#{_anchor(d)})' for d in designs) + '.\n')
     sources = {}  # source text -> number, in order of first appearance
+    unverified = []  # (config, entry), in order of appearance
 
     def source_ref(text):
         if text not in sources:
             sources[text] = len(sources) + 1
         return f'[P{sources[text]}](#published-sources)'
+
+    def published_cell(config, entry):
+        text = f'{_cell(entry["metric"])}: {_cell(entry["value"])} {source_ref(entry["source"])}'
+        if entry.get('unverified'):
+            unverified.append((config, entry))
+            text += f' **unverified** [U{len(unverified)}](#unverified-published-figures)'
+        return text
 
     for design in designs:
         out.append(f'## {design}\n')
@@ -361,8 +386,8 @@ def render_page(rows, published_name=PUBLISHED_FILE, local_name=LOCAL_FILE, loca
             out.append('|---|---|---:|---:|---:|---|---|')
             for r in group:
                 name = r.config.path.split('/')[-1]
-                pub = '<br>'.join(f'{_cell(e["metric"])}: {_cell(e["value"])} '
-                                  f'{source_ref(e["source"])}' for e in r.published) or '-'
+                pub = '<br>'.join(published_cell(r.config.path, e)
+                                  for e in r.published) or '-'
                 loc = '<br>'.join(
                     ', '.join(f'{_cell(str(m))} {_number(v)}' for m, v in metrics.items())
                     + f' [L{i + 1}](#local-runs)' for i, metrics in r.local) or '-'
@@ -376,6 +401,13 @@ def render_page(rows, published_name=PUBLISHED_FILE, local_name=LOCAL_FILE, loca
     else:
         out.append('None.')
     out.append('')
+    if unverified:
+        out.append('## Unverified published figures\n')
+        out.append('Figures that could not be traced to the source they are attributed to; '
+                   'shown until confirmed or removed, not to be relied on.\n')
+        out.extend(f'- U{i + 1}: `{config}`, {_cell(e["metric"])}: {_cell(e["value"])}. '
+                   f'{_cell(e["unverified"])}' for i, (config, e) in enumerate(unverified))
+        out.append('')
     out.append('## Local runs\n')
     if local:
         for i, run in enumerate(local):

@@ -38,6 +38,54 @@ def _history_buffer_getattr(obj, name):
                                  'statistics are allowed')
 
 
+def _empty_bytes(*args):
+    """``builtins.bytes`` for the weights-only unpickler, answering only ``bytes()``.
+
+    Pickle protocol 2 (``torch.save``'s default) writes a non-empty ``bytes``
+    object as ``_codecs.encode(text, 'latin1')``, which torch allows, but the
+    empty one as a call of ``builtins.bytes`` without arguments. numpy pickles
+    an array's data as bytes, so every empty array (an empty mmengine
+    ``HistoryBuffer`` holds two) needs that call. ``bytes(n)`` would allocate
+    ``n`` bytes and ``bytes(obj)`` would run ``obj.__bytes__`` / iterate it;
+    neither occurs in these files, so they stay refused.
+    """
+    if args:
+        raise pickle.UnpicklingError('mmext refuses builtins.bytes with arguments while loading a '
+                                     'checkpoint with weights_only=True: only bytes() (the empty '
+                                     'byte string) is allowed')
+    return b''
+
+
+def training_script_safe_globals():
+    """The plain metadata containers that DeiT / timm style training scripts
+    pickle next to the weights (``{'model': ..., 'epoch': 299, 'args':
+    argparse.Namespace(...)}``).
+
+    Each is an attribute bag or a path value whose unpickling runs no code
+    from the file: ``argparse.Namespace`` and ``types.SimpleNamespace``
+    (created empty, then filled by ``__dict__.update``: neither defines
+    ``__setstate__``), and ``pathlib`` paths (``args.output_dir=Path(...)``),
+    read as pure paths, which parse strings and never touch the file system
+    (a ``WindowsPath`` could not even be created on Linux).
+    """
+    import argparse
+    import pathlib
+    import types
+
+    safe = [argparse.Namespace, types.SimpleNamespace,
+            pathlib.PurePath, pathlib.PurePosixPath, pathlib.PureWindowsPath]
+    # Python 3.13 moved the classes to pathlib._local; files name either module.
+    for module in ('pathlib', 'pathlib._local'):
+        for concrete, pure in (('Path', pathlib.PurePath),
+                               ('PosixPath', pathlib.PurePosixPath),
+                               ('WindowsPath', pathlib.PureWindowsPath),
+                               ('PurePath', pathlib.PurePath),
+                               ('PurePosixPath', pathlib.PurePosixPath),
+                               ('PureWindowsPath', pathlib.PureWindowsPath)):
+            safe.append((pure, f'{module}.{concrete}'))
+    return safe
+
+
 def mmengine_checkpoint_safe_globals():
     """The non-tensor globals found in checkpoints written by mmengine 0.10.x
     (``Runner.save_checkpoint``): message-hub history buffers and the numpy
@@ -60,6 +108,8 @@ def mmengine_checkpoint_safe_globals():
         (np_multiarray._reconstruct, 'numpy._core.multiarray._reconstruct'),
         (np_multiarray.scalar, 'numpy.core.multiarray.scalar'),
         (np_multiarray.scalar, 'numpy._core.multiarray.scalar'),
+        (_empty_bytes, 'builtins.bytes'),
+        (_empty_bytes, '__builtin__.bytes'),
     ]
     # Pickled dtypes reference their concrete classes (numpy >= 1.25).
     dtypes = getattr(np, 'dtypes', None)
@@ -71,12 +121,14 @@ def mmengine_checkpoint_safe_globals():
 def _allow_mmengine_checkpoints():
     """torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine
     0.10.x calls ``torch.load`` without the argument, so ``--resume`` and
-    ``load_from`` of any checkpoint mmengine wrote fail. Allow-list exactly the
-    types mmengine writes instead of turning weights-only loading off."""
+    ``load_from`` of any checkpoint mmengine wrote fail, and so does
+    ``init_cfg=dict(type='Pretrained')`` of a training script's checkpoint.
+    Allow-list exactly the types these files hold instead of turning
+    weights-only loading off."""
     add = getattr(torch.serialization, 'add_safe_globals', None)
     if add is None:  # torch < 2.4 has no weights-only default to work around
         return
-    add(mmengine_checkpoint_safe_globals())
+    add(mmengine_checkpoint_safe_globals() + training_script_safe_globals())
 
 
 def is_installed(package):

@@ -41,6 +41,16 @@ def _registry_hint(m):
             "their scope, e.g. 'mmdet.ResNet'")
 
 
+def _weights_only_hint(m):
+    from .checkpoint import TRUST_HINT, refused_global
+    name = refused_global(m.string)
+    what = f'the Python object {name}' if name else 'a Python object'
+    return (f'torch refused to unpickle {what} in a checkpoint with weights_only=True; '
+            'checkpoints written by mmengine and by DeiT / timm style training scripts load '
+            "once `import mmext` has run (use the mmext tools or custom_imports=dict(imports="
+            f"['mmext'])); for other objects: {TRUST_HINT}")
+
+
 # (pattern searched in the error text, one-line explanation with the fix).
 # The explanation is a string or a function of the regex match.
 KNOWN_ERRORS = [
@@ -52,11 +62,7 @@ KNOWN_ERRORS = [
     (r"MMCV==(?P<ver>[\w.]+) is used but incompatible",
      lambda m: f"mmcv {m.group('ver')} is installed but mmdet 3.3 / mmseg 1.2 need "
                "2.0.0rc4 <= mmcv < 2.2.0; run `bash tools/setup_env.sh` (mmcv 2.1.0)"),
-    (r"Weights only load failed|weights_only",
-     "torch refused to unpickle the checkpoint with weights_only=True; checkpoints written by "
-     "mmengine load once `import mmext` has run (mmext allow-lists exactly what mmengine "
-     "writes), so call the mmext tools or add custom_imports=dict(imports=['mmext']); a "
-     "checkpoint with other Python objects must be converted to a plain state_dict"),
+    (r"Weights only load failed|weights_only", _weights_only_hint),
     (r"No module named '(?P<mod>[\w.]+)'",
      lambda m: f"Python module '{m.group('mod')}' is missing; run `bash tools/setup_env.sh` "
                "(it installs the pinned stack into .venv) and use .venv/bin/python"),

@@ -41,12 +41,12 @@ def test_unknown_arch_lists_the_known_ones(name):
     assert 'no-such-variant' in str(err.value) or 'arch' in str(err.value)
 
 
-def test_converter_rejects_what_is_not_a_dense_backbone(tmp_path):
+def test_converter_rejects_what_has_no_official_layout(tmp_path):
     script = osp.join(ROOT, 'tools', 'model_converters', 'convert_official.py')
     res = subprocess.run([sys.executable, script, 'ResNet', 'x.pth', str(tmp_path / 'y.pth')],
                          cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 1
-    assert 'not an mmext dense backbone' in res.stderr and 'VAN' in res.stderr
+    assert 'no official checkpoint layout' in res.stderr and 'VAN' in res.stderr
     res = subprocess.run([sys.executable, script, 'VAN', str(tmp_path / 'absent.pth'),
                           str(tmp_path / 'y.pth')], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 1 and 'not found' in res.stderr

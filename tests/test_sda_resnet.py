@@ -206,7 +206,7 @@ def test_convert_official_state_dict():
     official['module.fc.bias'] = torch.zeros(1000)
     assert 'module.stage1.layers.0.downsample.1.weight' in official
     assert 'module.stage4.fcs.2.bias' in official
-    converted = SDAResNet.convert_official_state_dict(official)
+    converted = SDAResNet.convert_official(official)
     assert set(converted) == set(model.state_dict())
     small_sda50().load_state_dict(converted, strict=True)
 

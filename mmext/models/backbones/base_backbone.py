@@ -29,6 +29,7 @@ from mmengine.logging import MMLogger, print_log
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmext.utils.checkpoint import read_state_dict
 from mmext.utils.errors import MMExtError
 
 
@@ -71,30 +72,6 @@ def checkpoint_call(module, *args, with_cp=False):
     return module(*args)
 
 
-def read_state_dict(checkpoint, map_location='cpu'):
-    """The weights in a checkpoint file or URL: the dict under ``state_dict``,
-    ``model`` or ``model_state``, or the file itself; a ``module.`` prefix (DataParallel)
-    removed."""
-    from mmengine.runner.checkpoint import CheckpointLoader
-    try:
-        ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location)
-    except FileNotFoundError:
-        raise MMExtError(f'checkpoint file not found: {checkpoint}') from None
-    state_dict = ckpt
-    if isinstance(ckpt, dict):
-        # 'model_state': the pycls / SlowFast containers (MViTv2's releases).
-        for key in ('state_dict', 'model', 'model_state'):
-            if isinstance(ckpt.get(key), dict):
-                state_dict = ckpt[key]
-                break
-    if not isinstance(state_dict, dict) or not state_dict or not all(
-            isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise MMExtError(f'{checkpoint} holds no state_dict (expected a dict of tensors, '
-                         "or one under 'state_dict' / 'model' / 'model_state')")
-    return {k[len('module.'):] if k.startswith('module.') else k: v
-            for k, v in state_dict.items()}
-
-
 def _preview(keys, n=8):
     keys = sorted(keys)
     more = f' (+{len(keys) - n} more)' if len(keys) > n else ''
@@ -114,9 +91,11 @@ class DenseBackbone(BaseModule):
         with_cp (bool): Activation checkpointing per block.
         init_cfg (dict | list[dict], optional): ``None`` takes
             :attr:`default_init_cfg`; ``dict(type='Pretrained',
-            checkpoint=..., prefix=None)`` first applies the default
-            initialisation and then loads the checkpoint, official layout or
-            mmext layout (see :meth:`load_pretrained`).
+            checkpoint=..., prefix=None, weights_only=True)`` first applies
+            the default initialisation and then loads the checkpoint, official
+            layout or mmext layout (see :meth:`load_pretrained`).
+            ``weights_only=False`` is the opt-in for a trusted file holding
+            Python objects that weights-only loading refuses.
     """
 
     #: Published variants: name -> settings (``arch=`` picks one by name).
@@ -234,6 +213,12 @@ class DenseBackbone(BaseModule):
         if not (isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'):
             super().init_weights()
             return
+        unknown = sorted(set(init_cfg) - {'type', 'checkpoint', 'prefix', 'map_location',
+                                          'weights_only'})
+        if unknown:
+            raise MMExtError(f"{type(self).__name__}: unknown init_cfg key(s) {unknown} of "
+                             "type='Pretrained'; use checkpoint, prefix, map_location or "
+                             'weights_only')
         # Keys a checkpoint lacks (a dense-only norm) still start from the
         # design's own initialisation, not from PyTorch's defaults.
         self.init_cfg = copy.deepcopy(self.default_init_cfg)
@@ -241,7 +226,9 @@ class DenseBackbone(BaseModule):
             super().init_weights()
         finally:
             self.init_cfg = init_cfg
-        self.load_pretrained(init_cfg['checkpoint'], prefix=init_cfg.get('prefix'))
+        self.load_pretrained(init_cfg['checkpoint'], prefix=init_cfg.get('prefix'),
+                             weights_only=init_cfg.get('weights_only', True),
+                             map_location=init_cfg.get('map_location', 'cpu'))
 
     def to_model_state_dict(self, state_dict):
         """Bring a checkpoint's weights to this model's layout: official or
@@ -256,19 +243,34 @@ class DenseBackbone(BaseModule):
                       if k in own or not k.startswith(self.official_drop_prefixes)}
         return self.adapt_state_dict(state_dict)
 
-    def load_pretrained(self, checkpoint, prefix=None):
+    def load_pretrained(self, checkpoint, prefix=None, weights_only=True, map_location='cpu'):
         """Load ``checkpoint`` (path or URL) into this backbone.
 
-        ``prefix`` picks a sub-module's weights (``'backbone.'`` of a detector
-        checkpoint). Shape mismatches are an error; keys missing from the
-        checkpoint (beyond :attr:`expected_missing`) and keys the model does
-        not have are logged by name.
+        The file is read by :func:`mmext.utils.checkpoint.read_state_dict`
+        (weights under ``state_dict`` / ``model`` / ``model_state`` or at the
+        top level, ``module.`` removed). ``prefix`` picks a sub-module's
+        weights (``'backbone.'`` of a detector checkpoint). Shape mismatches
+        are an error; keys missing from the checkpoint (beyond
+        :attr:`expected_missing`) and keys the model does not have are logged
+        by name.
+
+        Args:
+            checkpoint (str): Path or URL.
+            prefix (str, optional): Only keys starting with it, stripped of it.
+            weights_only (bool): ``False`` unpickles any Python object of a
+                trusted file (see :func:`mmext.utils.checkpoint.load_checkpoint`).
+            map_location (str): Device the tensors are read to.
 
         Returns:
             dict: ``missing``, ``unexpected`` and ``expected_missing`` key lists.
+
+        Raises:
+            MMExtError: the file is missing or refused, no key fits, or a
+                shape differs.
         """
         name = type(self).__name__
-        state_dict = read_state_dict(checkpoint)
+        state_dict = read_state_dict(checkpoint, map_location=map_location,
+                                     weights_only=weights_only)
         if prefix:
             state_dict = {k[len(prefix):]: v for k, v in state_dict.items()
                           if k.startswith(prefix)}

@@ -125,7 +125,7 @@ class SDAResNet(ResNet):
     ``with_cp``, ``style``, ``deep_stem``, ``avg_down``, ``zero_init_residual``,
     ``init_cfg``) keeps its meaning. State-dict names follow mmdet's ResNet
     (``layer{s}.{b}.conv1``, ...) plus ``layer{s}.fc.{0,1}`` and
-    ``layer{s}.fcs.{b}``; :meth:`convert_official_state_dict` maps an official
+    ``layer{s}.fcs.{b}``; :meth:`convert_official` maps an official
     ImageNet checkpoint onto them.
 
     Depths: 18/34 (basic blocks), 50/101/152 (bottleneck, groups 1) as in
@@ -189,9 +189,11 @@ class SDAResNet(ResNet):
             reduction=self.reduction, min_channels=self.min_channels,
             **self.block_kwargs(kwargs))
 
-    @staticmethod
-    def convert_official_state_dict(state_dict):
-        """Map an official SDA-xNet ImageNet checkpoint to this backbone.
+    @classmethod
+    def convert_official(cls, state_dict):
+        """Map an official SDA-xNet ImageNet checkpoint to this backbone (the
+        converter protocol of mmext's designs, see
+        ``tools/model_converters/convert_official.py SDAResNet``).
 
         The official names are ``conv1``, ``bn1`` (stem),
         ``stage{s}.layers.{b}.{conv,bn}{1,2,3}``,
@@ -201,10 +203,10 @@ class SDAResNet(ResNet):
         DataParallel is stripped.
 
         Args:
-            state_dict (dict): Official state dict.
+            state_dict (dict[str, Tensor]): Official state dict.
 
         Returns:
-            dict: State dict with this backbone's names.
+            dict[str, Tensor]: State dict with this backbone's names.
         """
         converted = {}
         for key, value in state_dict.items():

@@ -237,7 +237,7 @@ DESIGN_KEYS = {
 }
 
 
-def to_official(layout, state_dict):
+def to_official_resnet(state_dict):
     """mmext keys -> the official layout: SE's and CBAM's FCs are Linear
     layers there, and their modules have the official names."""
     out = {}
@@ -259,7 +259,7 @@ def test_resnet_layouts_convert_to_their_config_backbone(name, tmp_path):
     config = f'{CONFIGS}/{RESNET_LAYOUTS[name].config}'
     model = CONVERTER._config_backbone(config, dict(base_channels=8))
     ref = {k: torch.randn_like(v.float()).to(v.dtype) for k, v in model.state_dict().items()}
-    official = to_official(name, ref)
+    official = to_official_resnet(ref)
     official.update({'fc.weight': torch.zeros(10, 256), 'fc.bias': torch.zeros(10)})
     pattern = re.compile(rf'^({TORCHVISION}|{DESIGN_KEYS[name]})$')
     assert all(pattern.match(k) for k in official), \

@@ -60,7 +60,8 @@ def refused_message(filename, message):
 def _unpickle_anything():
     """Let the ``torch.load`` calls inside mmengine's loaders, which pass no
     ``weights_only``, unpickle any object: torch honours this variable only
-    where the caller left the argument out, so explicit calls keep theirs."""
+    where the caller left the argument out, so explicit calls keep theirs.
+    It is process-wide while set: only the one explicit read runs under it."""
     key = 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
     old = os.environ.get(key)
     os.environ[key] = '1'

@@ -195,8 +195,8 @@ def test_converter_knows_every_design_with_an_official_layout():
     dense = {n for n, c in MODELS.module_dict.items()
              if isinstance(c, type) and issubclass(c, DenseBackbone)}
     names = set(official_layouts())
-    assert dense | {'SDAResNet', 'SE-ResNet', 'ECA-ResNet', 'CBAM-ResNet',
-                    'ODConv-ResNet'} == names
+    assert dense | {'SDAResNet', 'SE-ResNet', 'ECA-ResNet', 'CBAM-ResNet', 'ODConv-ResNet',
+                    'PVTv2'} == names
     for name in names:
         assert get_official_layout(f'mmext.{name.lower()}').name == name
     with pytest.raises(MMExtError, match='no official checkpoint layout.*SE-ResNet'):
@@ -282,3 +282,25 @@ def test_se_resnet_without_fc_biases_gets_zero_biases():
     assert out.keys() == {'layer1.0.se.conv1.conv.weight', 'layer1.0.se.conv1.conv.bias'}
     assert out['layer1.0.se.conv1.conv.weight'].shape == (4, 64, 1, 1)
     assert not out['layer1.0.se.conv1.conv.bias'].any()
+
+
+PVTV2_KEYS = (r'patch_embed[1-4]\.(proj|norm)\.\w+|norm[1-4]\.\w+|head\.\w+|'
+              r'block[1-4]\.\d+\.(norm1|attn\.(q|kv|sr|norm|proj)|norm2|'
+              r'mlp\.(fc1|dwconv\.dwconv|fc2))\.\w+')
+
+
+def test_pvtv2_layout_converts_to_its_config_backbone(tmp_path):
+    from test_pvt import to_official_v2
+    config = f'{CONFIGS}/pvtv2/retinanet_pvtv2-b0_fpn_1x_coco.py'
+    model = CONVERTER._config_backbone(config, dict(embed_dims=8))
+    ref = {k: torch.randn_like(v) for k, v in model.state_dict().items()}
+    official = to_official_v2(ref)
+    official['head.weight'] = torch.zeros(10, 64)
+    assert all(re.fullmatch(PVTV2_KEYS, k) for k in official), \
+        [k for k in official if not re.fullmatch(PVTV2_KEYS, k)][:5]
+    src, out = tmp_path / 'pvt_v2_b0.pth', tmp_path / 'pvtv2_mmext.pth'
+    torch.save(official, src)
+    convert(['PVTv2', str(src), str(out), '--config', config, '--cfg', 'embed_dims=8'])
+    converted = torch.load(out)['state_dict']
+    assert converted.keys() == ref.keys()
+    torch.testing.assert_close(converted, ref)

@@ -9,7 +9,8 @@ Three kinds of design have official classification checkpoints:
   CBAM, ODConv), released as torchvision-style ResNets with extra modules
   per block: no class of their own, so each is a named layout here
   (``'SE-ResNet'`` ...), converted to mmdet's / mmext's ResNet with the
-  plugin (or ODConv) config of the design.
+  plugin (or ODConv) config of the design;
+* PVTv2, whose configs use MMDetection's class: mmdet's converter.
 
 The key layouts are those of ``checkpoint_layouts.md`` of the project brief;
 the sources are named per layout below.
@@ -109,6 +110,17 @@ def convert_odconv_resnet(state_dict):
     return _rename(state_dict, [])
 
 
+def convert_pvtv2(state_dict):
+    """PVTv2 (Wang et al., CVMJ 2022; whai362/PVT) to MMDetection's
+    ``PyramidVisionTransformerV2``, by mmdet's own ``pvt_convert`` (what its
+    ``init_cfg`` Pretrained loading applies on the fly): ``patch_embed{i}``,
+    ``block{i}.{j}`` (``attn.q`` and ``attn.kv`` joined into one input
+    projection), ``norm{i}`` become ``layers.{i-1}.{0,1,2}``; ``head.*``
+    dropped."""
+    from mmdet.models.backbones.pvt import pvt_convert
+    return dict(pvt_convert(state_dict))
+
+
 class OfficialLayout:
     """One convertible official layout.
 
@@ -161,8 +173,8 @@ def _dense_convert(cls):
 def official_layouts():
     """Every layout the converter knows: ``{name: OfficialLayout}``, the
     registered classes with a ``convert_official`` classmethod (the dense
-    backbones, SDAResNet) under their registered names, and
-    :data:`RESNET_LAYOUTS`."""
+    backbones, SDAResNet) under their registered names,
+    :data:`RESNET_LAYOUTS` and ``'PVTv2'``."""
     import mmext.models  # noqa: F401  (registration)
     from mmext.models.backbones.base_backbone import DenseBackbone
     from mmext.models.backbones.sda_resnet import SDAResNet
@@ -176,6 +188,8 @@ def official_layouts():
                                           model_cls=SDAResNet, arch_arg='depth',
                                           config='sda/retinanet_r86-sda_fpn_1x_coco.py')
     layouts.update(RESNET_LAYOUTS)
+    layouts['PVTv2'] = OfficialLayout('PVTv2', convert_pvtv2,
+                                      config='pvtv2/retinanet_pvtv2-b0_fpn_1x_coco.py')
     return layouts
 
 

@@ -8,7 +8,7 @@ TYPE is a design with an official layout: a registered backbone (``VAN``,
 ``MogaNet``, ``HorNet``, ``MPViT``, ``HATNet``, ``FCViT``, ``MViTv2``,
 ``SDAResNet``; ``mmext.`` optional) or a ResNet layout of a plugin /
 convolution design (``SE-ResNet``, ``ECA-ResNet``, ``CBAM-ResNet``,
-``ODConv-ResNet``). The source may be a training script's checkpoint
+``ODConv-ResNet``), or ``PVTv2`` (MMDetection's class, mmdet's converter). The source may be a training script's checkpoint
 (weights under ``state_dict`` / ``model`` / ``model_state`` next to
 ``epoch``, ``args``, ...). The output holds only the backbone weights, under
 ``state_dict`` with the classifier removed; point a backbone's
@@ -37,7 +37,7 @@ sys.path.insert(0, ROOT)
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('type', help="design with an official layout, e.g. VAN, 'mmext.VAN', "
-                        'SDAResNet, SE-ResNet, ECA-ResNet, CBAM-ResNet, ODConv-ResNet')
+                        'SDAResNet, SE-ResNet, ECA-ResNet, CBAM-ResNet, ODConv-ResNet, PVTv2')
     parser.add_argument('src', help='official checkpoint (path or URL)')
     parser.add_argument('dst', help='output path (.pth)')
     check = parser.add_mutually_exclusive_group()

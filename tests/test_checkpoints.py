@@ -119,7 +119,7 @@ def test_other_objects_are_refused_and_named_and_only_the_opt_in_reads_them(tmp_
     assert UNPICKLED == ['ran']
 
 
-def test_init_cfg_and_converter_read_a_trusted_file_only_with_the_opt_in(tmp_path):
+def test_init_cfg_and_converter_read_a_trusted_file_only_with_the_opt_in(tmp_path, capsys):
     from test_base_backbone import Toy
     ref = Toy().state_dict()
     src = tmp_path / 'own_pretraining.pth'
@@ -136,7 +136,9 @@ def test_init_cfg_and_converter_read_a_trusted_file_only_with_the_opt_in(tmp_pat
     out = tmp_path / 'converted.pth'
     with pytest.raises(SystemExit):
         convert(['MPViT', str(src), str(out)])
-    assert not out.exists()
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith('convert_official: error: ') and f'{__name__}.TrainerState' in err
+    assert '--no-weights-only' in err and not out.exists()
     convert(['MPViT', str(src), str(out), '--no-weights-only'])
     # The converted file is plain: it loads weights-only.
     converted = torch.load(out)['state_dict']

@@ -2,7 +2,8 @@
 
 Everything here is applied once by ``import mmext`` and is idempotent. Each fix
 is narrow on purpose: it makes the files and objects that mmengine itself
-writes work again and nothing else.
+writes work again, and the metadata that DeiT / timm style training scripts
+pickle next to the weights, and nothing else.
 """
 import importlib.metadata
 import importlib.util

@@ -6,7 +6,7 @@ import torch
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from mmext.models.backbones.resnet import ResNet, ResNetV1c
+from mmext.models.backbones.resnet import ResNet, ResNetV1c, ResNeXt
 from mmext.registry import MODELS
 
 
@@ -53,43 +53,30 @@ def build(scope, cfg):
         return lib.build(cfg)
 
 
-@pytest.mark.parametrize('scope,upstream,cfg', [
-    ('mmdet', 'ResNet', dict(depth=18)),
-    ('mmdet', 'ResNet', dict(depth=50)),
-    ('mmdet', 'ResNetV1d', dict(depth=50)),
-    ('mmdet', 'ResNeXt', dict(depth=50, groups=32, base_width=4)),
-    ('mmseg', 'ResNetV1c', dict(depth=50, contract_dilation=True)),
-    ('mmseg', 'ResNetV1c', dict(depth=18, contract_dilation=True)),
-])
-def test_host_is_the_upstream_network(scope, upstream, cfg):
-    """Same parameters, same state-dict keys, same outputs: upstream
-    checkpoints load and configs only swap the type."""
-    # mmdet's ResNet.train() returns None, so eval() cannot be chained.
-    ref = build(scope, dict(type=upstream, **cfg))
-    host = build(scope, dict(type=f'mmext.{upstream}', **cfg))
-    ref.eval()
-    host.eval()
-    assert type(host).__module__ == 'mmext.models.backbones.resnet'
-    host.load_state_dict(ref.state_dict(), strict=True)
-    x = torch.randn(1, 3, 67, 45)
-    with torch.no_grad():
-        for a, b in zip(host(x), ref(x)):
-            torch.testing.assert_close(a, b)
-
-
 @pytest.mark.parametrize('depth,last_norm', [(18, 'norm2'), (50, 'norm3')])
 def test_host_initialises_like_mmdet(depth, last_norm):
     """zero_init_residual reaches the host's own block classes (mmdet checks
     the block class by identity, so subclasses would silently lose it)."""
     from mmdet.models.backbones import ResNet as DetResNet
-    for net in (ResNet(depth=depth), DetResNet(depth=depth)):
+    for net in (ResNet(depth=depth, base_channels=16), DetResNet(depth=depth, base_channels=16)):
         net.init_weights()
         for layer in (net.layer1, net.layer4):
             assert all(getattr(b, last_norm).weight.abs().sum() == 0 for b in layer)
             assert all(b.norm1.weight.eq(1).all() for b in layer)
-    kept = ResNet(depth=depth, zero_init_residual=False)
+    kept = ResNet(depth=depth, base_channels=16, zero_init_residual=False)
     kept.init_weights()
     assert getattr(kept.layer1[0], last_norm).weight.eq(1).all()
+
+
+def test_resnext_host_keeps_norm3_like_mmdet():
+    """mmdet's identity check skips its ResNeXt block, so zero_init_residual
+    leaves norm3 at 1 there; the host does the same (the differential test
+    compares every weight, this pins which way both go)."""
+    from mmdet.models.backbones import ResNeXt as DetResNeXt
+    for net in (ResNeXt(4, 4, depth=50, base_channels=16),
+                DetResNeXt(4, 4, depth=50, base_channels=16)):
+        net.init_weights()
+        assert all(b.norm3.weight.eq(1).all() for b in net.layer1)
 
 
 def test_upstream_traps_that_the_host_closes():

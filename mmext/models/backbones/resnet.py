@@ -148,15 +148,38 @@ class XBottleneck(PluginChainMixin, BottleneckResidualMixin, _XBottleneck):
 class ResNet(_ResNet):
     """mmdet's ResNet as a host for mmext's plugins and convolutions.
 
-    Takes every argument of ``mmdet.models.backbones.ResNet`` and:
+    A drop-in replacement for ``mmdet.models.backbones.ResNet`` (mmdet 3.3.0):
+    the same positional and keyword arguments in the same order with the same
+    defaults (``stem_channels=None``, i.e. ``base_channels``;
+    ``norm_eval=True``), the same module names and state dict, the same
+    initialisation and the same outputs. ``zero_init_residual`` zeroes the
+    last norm of every block, as mmdet does for its BasicBlock / Bottleneck.
+    mmext's additions are keyword-only:
 
     Args:
-        block_conv_cfg (dict, optional): Convolution for every conv inside the
-            residual blocks (conv1/conv2/conv3 of a Bottleneck, both 3x3 of a
-            BasicBlock); the stem and the downsample path keep ``conv_cfg``.
-            This is the ODConv-ResNet placement. Default: None.
+        depth (int): 18, 34, 50, 101 or 152. Every other positional or
+            keyword argument is mmdet ResNet's, in its order.
+        block_conv_cfg (dict, optional): Keyword-only. Convolution for every
+            conv inside the residual blocks (conv1/conv2/conv3 of a
+            Bottleneck, both 3x3 of a BasicBlock); the stem and the downsample
+            path keep ``conv_cfg``. This is the ODConv-ResNet placement.
+            Default: None.
 
-    ``plugins`` and ``dcn`` work on ResNet-18/34 as on the bottleneck depths.
+    ``plugins`` and ``dcn`` work on ResNet-18/34 as on the bottleneck depths
+    (BasicBlock positions ``after_conv1`` / ``after_conv2``).
+
+    Shapes: an input ``(N, in_channels, H, W)`` gives, for every stage ``i``
+    in ``out_indices``, ``(N, base_channels * 2**i * expansion, H_i, W_i)``
+    with ``expansion`` 1 (depth 18/34) or 4, and ``H_i`` = ``H`` halved
+    ``i + 2`` times, rounding up (stride 4, 8, 16, 32).
+
+    Raises:
+        KeyError: ``depth`` is not one of the above (as mmdet).
+        ValueError: a BasicBlock plugin at ``after_conv3``, or ``dcn`` together
+            with ``conv_cfg`` / ``block_conv_cfg`` on a BasicBlock.
+
+    Source: mmdet 3.3.0 ``mmdet/models/backbones/resnet.py``; He et al.,
+    "Deep Residual Learning for Image Recognition", CVPR 2016.
 
     Example:
         >>> backbone = dict(type='mmext.ResNet', depth=18, plugins=[
@@ -170,22 +193,60 @@ class ResNet(_ResNet):
         101: (Bottleneck, (3, 4, 23, 3)),
         152: (Bottleneck, (3, 8, 36, 3)),
     }
+    # Which blocks zero_init_residual zeroes, and their last norm. mmdet's
+    # rule is an identity check (``block is BasicBlock`` / ``is Bottleneck``)
+    # that skips every other block class, its own ResNeXt block included;
+    # this table is that rule for the host's block classes.
+    zero_init_norms = {BasicBlock: 'norm2', Bottleneck: 'norm3'}
 
-    def __init__(self, depth, block_conv_cfg=None, zero_init_residual=True, pretrained=None,
-                 init_cfg=None, **kwargs):
-        # Read by make_res_layer, which runs inside the parent's __init__.
+    def __init__(self,
+                 depth,
+                 in_channels=3,
+                 stem_channels=None,
+                 base_channels=64,
+                 num_stages=4,
+                 strides=(1, 2, 2, 2),
+                 dilations=(1, 1, 1, 1),
+                 out_indices=(0, 1, 2, 3),
+                 style='pytorch',
+                 deep_stem=False,
+                 avg_down=False,
+                 frozen_stages=-1,
+                 conv_cfg=None,
+                 norm_cfg=dict(type='BN', requires_grad=True),
+                 norm_eval=True,
+                 dcn=None,
+                 stage_with_dcn=(False, False, False, False),
+                 plugins=None,
+                 with_cp=False,
+                 zero_init_residual=True,
+                 pretrained=None,
+                 init_cfg=None,
+                 *,
+                 block_conv_cfg=None):
+        # Both read by make_res_layer, which runs inside the parent's __init__.
         self.block_conv_cfg = block_conv_cfg
-        # mmdet zero-inits the last norm of a block only for its own block
-        # classes (an identity check), so the rule is repeated for these.
-        self._zero_init_blocks = zero_init_residual and pretrained is None and init_cfg is None
-        super().__init__(depth=depth, zero_init_residual=zero_init_residual,
-                         pretrained=pretrained, init_cfg=init_cfg, **kwargs)
+        block = self.arch_settings.get(depth, (None, ))[0]
+        self._zero_init_norm = (
+            self.zero_init_norms.get(block)
+            if zero_init_residual and pretrained is None and init_cfg is None else None)
+        # Named rather than super(): for mmext.ResNeXt the next class in the
+        # MRO is mmdet's ResNeXt, whose __init__ would reset groups and
+        # base_width to its defaults (mmext.ResNeXt sets them itself).
+        _ResNet.__init__(
+            self, depth=depth, in_channels=in_channels, stem_channels=stem_channels,
+            base_channels=base_channels, num_stages=num_stages, strides=strides,
+            dilations=dilations, out_indices=out_indices, style=style, deep_stem=deep_stem,
+            avg_down=avg_down, frozen_stages=frozen_stages, conv_cfg=conv_cfg,
+            norm_cfg=norm_cfg, norm_eval=norm_eval, dcn=dcn, stage_with_dcn=stage_with_dcn,
+            plugins=plugins, with_cp=with_cp, zero_init_residual=zero_init_residual,
+            pretrained=pretrained, init_cfg=init_cfg)
 
     def block_kwargs(self, kwargs):
         """The host's additions to the arguments every block of a stage gets."""
-        if kwargs.get('init_cfg') is None and self._zero_init_blocks:
-            last_norm = 'norm2' if issubclass(kwargs['block'], _BasicBlock) else 'norm3'
-            kwargs['init_cfg'] = dict(type='Constant', val=0, override=dict(name=last_norm))
+        if kwargs.get('init_cfg') is None and self._zero_init_norm is not None:
+            kwargs['init_cfg'] = dict(type='Constant', val=0,
+                                      override=dict(name=self._zero_init_norm))
         return dict(kwargs, block_conv_cfg=self.block_conv_cfg)
 
     def make_res_layer(self, **kwargs):
@@ -200,7 +261,13 @@ class ResNet(_ResNet):
 
 @MODELS.register_module()
 class ResNetV1d(ResNet):
-    """ResNet-D host: deep stem and average-pool downsampling."""
+    """ResNet-D host (deep stem, average-pool downsampling): a drop-in
+    replacement for mmdet's ``ResNetV1d`` (keyword arguments only, mmdet
+    ResNet's defaults: ``norm_eval=True``, ``stem_channels=base_channels``).
+
+    Source: mmdet 3.3.0 ``ResNetV1d``; He et al., "Bag of Tricks for Image
+    Classification with Convolutional Neural Networks", CVPR 2019.
+    """
 
     def __init__(self, **kwargs):
         super().__init__(deep_stem=True, avg_down=True, **kwargs)
@@ -210,29 +277,63 @@ class ResNetV1d(ResNet):
 class ResNetV1c(ResNet):
     """ResNet-C host (deep stem), the backbone of mmseg's configs.
 
+    mmdet has no ResNetV1c; this mirrors **mmseg**'s ``ResNetV1c`` (mmseg
+    1.2.2), whose defaults differ from mmdet's ResNet: ``norm_eval=False``
+    (BN statistics train, as mmseg's recipes expect) and
+    ``stem_channels=64`` whatever ``base_channels`` is (so mmseg / ImageNet
+    v1c checkpoints keep loading into narrow variants). Keyword arguments
+    only, as mmseg's; ``block_conv_cfg`` as on :class:`ResNet`.
+
     Accepts mmseg's ``contract_dilation`` / ``multi_grid`` so an mmseg config
     only swaps the type; they change nothing at the dilation 1 of UperNet's
-    and FPN's configs, and dilated-stage configs are refused rather than
-    silently built differently from mmseg's ResNetV1c.
+    and FPN's configs.
+
+    Raises:
+        ValueError: ``multi_grid`` is set, or ``contract_dilation`` with a
+            dilated stage (PSPNet / DeepLab configs): refused rather than
+            silently built differently from mmseg's ResNetV1c.
+
+    Source: mmseg 1.2.2 ``mmseg/models/backbones/resnet.py``.
     """
 
-    def __init__(self, contract_dilation=False, multi_grid=None, **kwargs):
+    def __init__(self, *, stem_channels=64, norm_eval=False, multi_grid=None,
+                 contract_dilation=False, pretrained=None, **kwargs):
         dilations = kwargs.get('dilations', (1, 1, 1, 1))
         if multi_grid is not None or (contract_dilation and max(dilations) > 1):
             raise ValueError(
                 'mmext.ResNetV1c does not implement multi_grid or contracted dilations '
                 f'(dilations={tuple(dilations)}); use mmseg ResNetV1c for dilated-stage '
                 'configs (PSPNet / DeepLab)')
-        super().__init__(deep_stem=True, avg_down=False, **kwargs)
+        # Attributes mmseg's ResNet sets and mmdet's does not.
+        self.pretrained = pretrained
+        self.multi_grid = multi_grid
+        self.contract_dilation = contract_dilation
+        super().__init__(deep_stem=True, avg_down=False, stem_channels=stem_channels,
+                         norm_eval=norm_eval, pretrained=pretrained, **kwargs)
 
 
 @MODELS.register_module()
 class ResNeXt(ResNet, _ResNeXt):
     """mmdet's ResNeXt (``groups``, ``base_width``) with the host extensions;
-    the 3x3 in the ``dcn`` slot receives ``groups`` (SKNet's G)."""
+    the 3x3 in the ``dcn`` slot receives ``groups`` (SKNet's G).
+
+    A drop-in replacement for mmdet's ``ResNeXt``: ``groups`` and
+    ``base_width`` first (positional, as mmdet's), every mmdet ResNet
+    argument as a keyword. Like mmdet's, ``zero_init_residual`` leaves the
+    blocks' ``norm3`` at 1 (mmdet's identity check skips its ResNeXt block).
+
+    Source: mmdet 3.3.0 ``mmdet/models/backbones/resnext.py``; Xie et al.,
+    "Aggregated Residual Transformations for Deep Neural Networks", CVPR 2017.
+    """
 
     arch_settings = {
         50: (XBottleneck, (3, 4, 6, 3)),
         101: (XBottleneck, (3, 4, 23, 3)),
         152: (XBottleneck, (3, 8, 36, 3)),
     }
+
+    def __init__(self, groups=1, base_width=4, **kwargs):
+        # What mmdet's ResNeXt.__init__ does (ResNet.__init__ bypasses it).
+        self.groups = groups
+        self.base_width = base_width
+        super().__init__(**kwargs)

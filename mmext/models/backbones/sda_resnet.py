@@ -134,8 +134,14 @@ class SDAResNet(ResNet):
     i.e. ``groups=8, base_width=8``; 27.22M parameters with the ImageNet
     classifier.
 
+    Takes :class:`mmext.models.backbones.ResNet`'s signature, i.e. mmdet
+    ResNet's positional arguments in their order and with their defaults
+    (``SDAResNet(50, 3)``: ``in_channels=3``; ``norm_eval=True``); the SDA
+    arguments below and ``block_conv_cfg`` are keyword-only.
+
     Args:
         depth (int): One of 18, 34, 50, 86, 101, 152.
+        *args: mmdet ResNet's positional arguments after ``depth``.
         groups (int, optional): Groups of the bottleneck 3x3 conv. Defaults to
             the depth's setting (8 for depth 86, else 1).
         base_width (int, optional): ResNeXt base width per group, used when
@@ -144,7 +150,7 @@ class SDAResNet(ResNet):
         reduction (int): Channel reduction of the attention squeeze,
             ``d = max(C // reduction, min_channels)``. Defaults to 16.
         min_channels (int): Lower bound of ``d``. Defaults to 64.
-        **kwargs: Arguments of :class:`mmext.models.backbones.ResNet`.
+        **kwargs: Keyword arguments of :class:`mmext.models.backbones.ResNet`.
 
     Example:
         >>> import torch
@@ -166,8 +172,13 @@ class SDAResNet(ResNet):
     # (groups, base_width) of the bottleneck 3x3 per depth; others: (1, 4).
     arch_groups = {86: (8, 8)}
 
-    def __init__(self, depth, groups=None, base_width=None, reduction=16, min_channels=64,
-                 **kwargs):
+    # Unlike mmdet's identity rule on mmext.ResNeXt, zero_init_residual
+    # zeroes the last norm of SDA's grouped bottleneck too (depths 50-152 are
+    # groups=1 ResNet bottlenecks; 86 is the paper's grouped one).
+    zero_init_norms = {BasicBlock: 'norm2', XBottleneck: 'norm3'}
+
+    def __init__(self, depth, *args, groups=None, base_width=None, reduction=16,
+                 min_channels=64, **kwargs):
         default_groups, default_width = self.arch_groups.get(depth, (1, 4))
         # Read by make_res_layer, which runs inside the parent's __init__.
         self.groups = default_groups if groups is None else groups
@@ -178,7 +189,7 @@ class SDAResNet(ResNet):
             block = self.arch_settings[depth][0]
             assert self.groups == 1 or issubclass(block, XBottleneck), \
                 f'depth {depth} uses basic blocks, which have no groups'
-        super().__init__(depth=depth, **kwargs)
+        super().__init__(depth, *args, **kwargs)
 
     def make_res_layer(self, **kwargs):
         """Pack all blocks of a stage into an :class:`SDAResLayer`."""

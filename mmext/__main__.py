@@ -1,11 +1,34 @@
-"""Command line entry: ``python -m mmext doctor`` and ``python -m mmext explain``."""
+"""Command line entry: ``python -m mmext train|test|infer|doctor|explain``
+(also installed as the ``mmext`` command).
+
+``train``, ``test`` and ``infer`` are ``tools/train.py``, ``tools/test.py`` and
+``tools/image_demo.py``, runnable from any folder with an installed mmext.
+"""
 import argparse
+import importlib
+import os.path as osp
 import sys
+
+# subcommand: (module with main(argv, prog), help)
+TOOLS = {
+    'train': ('mmext.tools.train', 'train a config (tools/train.py)'),
+    'test': ('mmext.tools.test', 'evaluate a checkpoint (tools/test.py)'),
+    'infer': ('mmext.tools.image_demo', 'draw predictions on images (tools/image_demo.py)'),
+}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='python -m mmext')
+    argv = sys.argv[1:] if argv is None else list(argv)
+    prog = 'mmext' if osp.basename(sys.argv[0]) == 'mmext' else 'python -m mmext'
+    if argv and argv[0] in TOOLS:
+        # The tools parse their own arguments (and print their own --help).
+        tool = importlib.import_module(TOOLS[argv[0]][0])
+        return tool.main(argv[1:], prog=f'{prog} {argv[0]}')
+
+    parser = argparse.ArgumentParser(prog=prog)
     sub = parser.add_subparsers(dest='cmd', required=True)
+    for name, (_, text) in TOOLS.items():
+        sub.add_parser(name, help=text, add_help=False)
     sub.add_parser('doctor', help='check the installation and say how to fix what is wrong')
     explain = sub.add_parser('explain', help='explain an error message in one line')
     explain.add_argument('message', nargs='+', help='the error text (quote it)')

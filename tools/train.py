@@ -3,62 +3,16 @@
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
                           [--embedded {demo,smoke}] [--cfg-options k=v ...]
                           [--launcher {none,pytorch,slurm,mpi}]
+
+The same as ``python -m mmext train`` (mmext/tools/train.py), which also runs
+from an installed mmext without a checkout.
 """
-import argparse
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-import mmext  # noqa: E402,F401  (stack fixes before anything loads a checkpoint)
-from mmext.utils.config import (add_run_args, build_runner, check_data,  # noqa: E402
-                                ensure_embedded_data, parse_run_args, prepare_run_cfg)
-from mmext.utils.errors import MMExtError, friendly_errors  # noqa: E402
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Train a detector or segmentor')
-    parser.add_argument('config', help='train config file path')
-    parser.add_argument('--amp', action='store_true', help='mixed precision training (GPU)')
-    parser.add_argument('--auto-scale-lr', action='store_true', help='scale lr by batch size')
-    parser.add_argument(
-        '--resume', nargs='?', type=str, const='auto',
-        help='resume from the given checkpoint, or from the latest one in the work dir')
-    return parse_run_args(add_run_args(parser), argv)
-
-
-def build_cfg(args):
-    cfg, _ = prepare_run_cfg(args)
-    if args.amp:
-        import torch
-        if not torch.cuda.is_available():
-            raise MMExtError('--amp needs a CUDA GPU (mmengine AMP is CUDA/NPU/MLU only); '
-                             'train in fp32 on the CPU')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-
-    if args.auto_scale_lr:
-        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
-            raise MMExtError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
-        cfg.auto_scale_lr.enable = True
-
-    if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
-    elif args.resume is not None:
-        cfg.resume = True
-        cfg.load_from = args.resume
-    return cfg
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    with friendly_errors('train'):
-        cfg = build_cfg(args)
-        ensure_embedded_data(cfg)
-        check_data(cfg, ('train_dataloader', 'val_dataloader'))
-        build_runner(cfg).train()
-
+from mmext.tools.train import main  # noqa: E402
 
 if __name__ == '__main__':
     main()

@@ -1,12 +1,89 @@
-"""Config loading shared by tools/train.py, tools/test.py and the demo."""
+"""Config loading shared by the train / test / image-demo entry points and the
+demo, and the ``mmext::`` config prefix."""
 import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction  # noqa: F401  (re-exported for tools)
 
-from .embedded import default_data_root, to_embedded, walk_dicts
+from .embedded import configs_root, default_data_root, to_embedded, walk_dicts
 
 LIBRARIES = ('mmdet', 'mmseg')
+
+
+MMEXT_PREFIX = 'mmext::'
+
+
+def mmext_config_path(name):
+    """Absolute path of the mmext config ``name``.
+
+    Args:
+        name (str): a path under mmext's configs, e.g.
+            ``'se/retinanet_r50-se_fpn_1x_coco.py'`` (with or without the
+            ``mmext::`` prefix).
+
+    Returns:
+        str: the file in the configs of the imported mmext (see
+        :func:`mmext.utils.embedded.configs_root`).
+
+    Raises:
+        MMExtError: there is no such config.
+    """
+    from .errors import MMExtError
+    if name.startswith(MMEXT_PREFIX):
+        name = name[len(MMEXT_PREFIX):]
+    root = configs_root()
+    path = osp.join(root, name)
+    if not osp.isfile(path):
+        raise MMExtError(f"mmext::{name} is not an mmext config (no file {path}); the configs are "
+                         f"listed in {root}")
+    return path
+
+
+def register_mmext_configs():
+    """Make ``_base_ = 'mmext::<folder>/<config>.py'`` resolve in any config,
+    the way ``mmdet::`` does. Called by ``import mmext``; idempotent.
+
+    mmengine 0.10.7 knows a fixed table of packages (``MODULE2PACKAGE``) and,
+    for a base of one of them, puts that package's scope on every dict of the
+    base. That scope is right for mmdet's configs, whose types are mmdet's,
+    but mmext's configs are mmdet or mmseg configs (their ``default_scope``)
+    that name mmext components as ``mmext.<Name>``: an ``mmext`` scope would
+    send ``RetinaNet`` to mmext's registry. So an ``mmext::`` base is read like
+    a relative ``_base_`` of the same file: from the configs of the imported
+    mmext (installed or checkout), with no scope added.
+    """
+    from mmengine.config import utils as config_utils
+    config_utils.MODULE2PACKAGE.setdefault('mmext', 'mmext')
+    original = Config._get_cfg_path
+    if getattr(original, 'mmext_prefix', False):
+        return
+
+    def _get_cfg_path(cfg_path, filename):
+        if cfg_path.startswith(MMEXT_PREFIX):
+            return mmext_config_path(cfg_path), None
+        return original(cfg_path, filename)
+
+    _get_cfg_path.mmext_prefix = True
+    Config._get_cfg_path = staticmethod(_get_cfg_path)
+
+
+def resolve_config_path(path):
+    """A config argument of the tools as a file path: ``mmext::x/y.py`` and
+    other ``<package>::x/y.py`` names (``mmdet::``, ``mmseg::``) are looked up
+    in the installed package, anything else is a file path.
+
+    Raises:
+        MMExtError: the file does not exist.
+    """
+    from .errors import MMExtError
+    if '::' in path:
+        try:
+            path, _ = Config._get_cfg_path(path, '')
+        except (AssertionError, ValueError, ModuleNotFoundError, FileNotFoundError) as exc:
+            raise MMExtError(f'cannot find config {path}: {exc}') from None
+    if not osp.isfile(path):
+        raise MMExtError(f'config file not found: {path}')
+    return path
 
 
 def library_of(cfg):
@@ -32,11 +109,14 @@ def register_library(cfg):
 
 
 def load_config(path, cfg_options=None, embedded=None, data_root=None):
-    """Read a config, optionally switch it to the embedded data, then apply
-    ``--cfg-options`` last so they win over the embedded preset."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'config file not found: {path}')
-    cfg = Config.fromfile(path)
+    """Read a config (a file, or ``mmext::`` / ``mmdet::`` / ``mmseg::`` name),
+    optionally switch it to the embedded data, then apply ``--cfg-options``
+    last so they win over the embedded preset.
+
+    Raises:
+        MMExtError: the config does not exist.
+    """
+    cfg = Config.fromfile(resolve_config_path(path))
     library_of(cfg)
     if embedded:
         cfg = to_embedded(cfg, preset=embedded, data_root=data_root, cfg_options=cfg_options)

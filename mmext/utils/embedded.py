@@ -18,6 +18,9 @@ What is swapped, and why:
 * the schedule becomes iteration based (``configs/_base_/schedules/embedded.py``);
 * presets shrink the work further: ``demo`` is the README's 15-minute run,
   ``smoke`` is a few iterations on tiny images for tests.
+
+The bases are read from :func:`configs_root`: the checkout's ``configs/``, or
+``mmext/.mim/configs`` of an installed package.
 """
 import copy
 import os
@@ -27,8 +30,6 @@ from mmengine.config import Config, ConfigDict
 
 PRESETS = ('demo', 'smoke')
 TASKS = ('coco_detection', 'coco_instance', 'ade20k')
-
-_REPO_CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
 
 # Per task and preset: image scale, batch size, learning rate and iterations.
 # Kept in one table so a reader sees the CPU-sizing choices (Mask R-CNN's
@@ -56,13 +57,41 @@ _PRESET_TABLE = {
 }
 
 
+def checkout_root():
+    """The source checkout mmext is imported from (an editable install or
+    ``PYTHONPATH``), or None when mmext is an installed package."""
+    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    if osp.isdir(osp.join(repo, 'configs')) and osp.isfile(osp.join(repo, 'setup.py')):
+        return repo
+    return None
+
+
+def configs_root():
+    """The folder of mmext's configs: ``configs/`` of the checkout mmext is
+    imported from, else ``mmext/.mim/configs`` of the installed package (the
+    OpenMMLab mim layout, copied there when the wheel is built by setup.py).
+
+    Raises:
+        MMExtError: neither exists (an install built without setup.py's hook).
+    """
+    repo = checkout_root()
+    if repo is not None:
+        return osp.join(repo, 'configs')
+    mim = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), '.mim', 'configs')
+    if osp.isdir(mim):
+        return mim
+    from .errors import MMExtError
+    raise MMExtError(f'mmext is installed without its configs ({mim} is missing); reinstall it '
+                     'from a checkout or an sdist with `pip install .`')
+
+
 def default_data_root():
     """``$MMEXT_DATA``, else ``<repo>/data/embedded`` for a source checkout,
-    else ``./data/embedded``."""
+    else ``./data/embedded`` (absolute, from the current folder)."""
     if os.environ.get('MMEXT_DATA'):
         return os.environ['MMEXT_DATA']
-    repo = osp.dirname(_REPO_CONFIGS)
-    if osp.isdir(_REPO_CONFIGS) and osp.isdir(osp.join(repo, 'mmext')):
+    repo = checkout_root()
+    if repo is not None:
         return osp.join(repo, 'data', 'embedded')
     return osp.abspath(osp.join('data', 'embedded'))
 
@@ -131,6 +160,34 @@ def _resize_pipeline(pipeline, scale, crop=None):
             t['crop_size'] = tuple(crop)
 
 
+def _test_scale(loader):
+    """``scale`` of the first resize in a test dataloader's pipeline, or None."""
+    dataset = (loader or {}).get('dataset', {})
+    while 'dataset' in dataset:  # dataset wrappers
+        dataset = dataset['dataset']
+    for t in dataset.get('pipeline', []):
+        if 'Resize' in str(t.get('type', '')) and 'scale' in t:
+            return tuple(t['scale'])
+    return None
+
+
+def _resize_tta(tta_pipeline, ref_scale, scale):
+    """Put the TTA resizes around the embedded test scale, keeping their ratios,
+    instead of running a CPU-sized model at full-scale sizes: mmdet's scales
+    are multiples of its test scale (RetinaNet's: 1, 0.5 and 1.5 x (1333, 800)),
+    mmseg's are factors of the image size (ADE20K's: 0.5 to 1.75), which
+    become the same factors of the embedded scale."""
+    for t in walk_dicts(tta_pipeline):
+        if 'Resize' not in str(t.get('type', '')):
+            continue
+        if 'scale' in t and ref_scale:
+            t['scale'] = tuple(max(1, round(s * n / r))
+                               for s, n, r in zip(scale, t['scale'], ref_scale))
+        elif isinstance(t.get('scale_factor'), (int, float)):
+            factor = t.pop('scale_factor')
+            t['scale'] = tuple(max(1, round(s * factor)) for s in scale)
+
+
 def _shrink_model_budget(model, task):
     """Mask R-CNN's default proposal budget (2000 pre-NMS, 512 sampled RoIs)
     dominates CPU time on small images with a handful of objects."""
@@ -148,7 +205,8 @@ def _shrink_model_budget(model, task):
 
 
 def embedded_base(task):
-    return osp.join(_REPO_CONFIGS, '_base_', 'datasets', f'embedded_{task}.py')
+    """Path of the embedded-data base of ``task`` (one of :data:`TASKS`)."""
+    return osp.join(configs_root(), '_base_', 'datasets', f'embedded_{task}.py')
 
 
 def to_embedded(cfg, preset='demo', data_root=None, keep_pretrained=False, cfg_options=None):
@@ -171,9 +229,10 @@ def to_embedded(cfg, preset='demo', data_root=None, keep_pretrained=False, cfg_o
     data_root = osp.abspath(data_root or default_data_root())
     settings = _PRESET_TABLE[preset][task]
     cfg = copy.deepcopy(cfg)
+    full_test_scale = _test_scale(cfg.get('test_dataloader'))
 
     data_cfg = Config.fromfile(embedded_base(task))
-    sched_cfg = Config.fromfile(osp.join(_REPO_CONFIGS, '_base_', 'schedules', 'embedded.py'))
+    sched_cfg = Config.fromfile(osp.join(configs_root(), '_base_', 'schedules', 'embedded.py'))
 
     # The design's parameter groups (no weight decay on norms / layer scales)
     # belong to the model, not to the schedule, so they survive the swap.
@@ -209,6 +268,8 @@ def to_embedded(cfg, preset='demo', data_root=None, keep_pretrained=False, cfg_o
         if 'ann_file' in cfg[split]:
             cfg[split].ann_file = osp.join(root, 'annotations', 'instances_val2017.json')
 
+    if cfg.get('tta_pipeline'):
+        _resize_tta(cfg.tta_pipeline, full_test_scale, settings['scale'])
     cfg.train_cfg.max_iters = settings['max_iters']
     cfg.optim_wrapper.optimizer.lr = settings['lr']
     if paramwise_cfg:

@@ -1,0 +1,17 @@
+"""Draw the predictions of a trained detector or segmentor on one's own images.
+
+    python tools/image_demo.py IMAGE [IMAGE ...] CONFIG CHECKPOINT [--out-dir DIR]
+                               [--score-thr T] [--device DEV] [--embedded {demo,smoke}]
+
+The same as ``python -m mmext infer`` (mmext/tools/image_demo.py), over mmdet's
+``DetInferencer`` and mmseg's ``MMSegInferencer``.
+"""
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+from mmext.tools.image_demo import main  # noqa: E402
+
+if __name__ == '__main__':
+    main()

@@ -55,7 +55,8 @@ def wheel_install(tmp_path_factory):
 
 def _outside_env(site):
     """An interpreter that sees the installed copy and not the checkout."""
-    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'MMEXT_DEBUG')}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('PYTHONPATH', 'MMEXT_DEBUG', 'MMEXT_DATA')}
     env.update(PYTHONPATH=site, PYTHONUNBUFFERED='1')
     return env
 
@@ -85,14 +86,14 @@ import json, sys
 import mmext
 from mmengine.config import Config
 from mmext.utils.config import load_config, register_library
-from mmext.utils.embedded import embedded_base
+from mmext.utils.embedded import default_data_root, embedded_base
 cfg = Config.fromfile('user_cfg.py')
 register_library(cfg)
 from mmdet.registry import MODELS
 model = MODELS.build(cfg.model)
 embedded = load_config('user_cfg.py', embedded='smoke')
 print(json.dumps(dict(
-    mmext=mmext.__file__, base=embedded_base('coco_detection'),
+    mmext=mmext.__file__, base=embedded_base('coco_detection'), data_root=default_data_root(),
     se_units=sum(type(m).__name__ == 'SE' for m in model.modules()),
     num_classes=model.bbox_head.num_classes, embedded_classes=embedded.model.bbox_head.num_classes,
     scopes=sorted({str(v) for k, v in cfg.model.items() if k == '_scope_'}))))
@@ -107,6 +108,8 @@ def test_a_user_config_inherits_an_installed_mmext_config(wheel_install, tmp_pat
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out['mmext'].startswith(site)
     assert out['base'].startswith(osp.join(site, 'mmext', '.mim', 'configs'))
+    # no checkout to put it in: the embedded data goes under the current folder
+    assert out['data_root'] == str(tmp_path / 'data' / 'embedded')
     assert out['se_units'] == 16  # one per bottleneck of the R-50 (3 + 4 + 6 + 3)
     assert out['num_classes'] == 3 and out['embedded_classes'] == 6
     assert out['scopes'] in ([], ['mmdet'])  # never an 'mmext' scope on mmdet types

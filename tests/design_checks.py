@@ -43,3 +43,81 @@ def check_conv_contract(make_conv, in_channels=16, out_channels=24, kernel_size=
             out16 = conv(x)
         assert not torch.isnan(out16).any()
         conv.train()
+
+
+def unit_norms(model):
+    """``{name: norm}`` of every norm layer inside a unit of ``model``: a
+    module whose class declares ``host_norm_args`` (the protocol of
+    :mod:`mmext.models.layers.unit_norm`)."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+    norms = {}
+    for name, unit in model.named_modules():
+        if not hasattr(type(unit), 'host_norm_args'):
+            continue
+        for sub, m in unit.named_modules():
+            if isinstance(m, (_BatchNorm, torch.nn.GroupNorm, torch.nn.LayerNorm)):
+                norms[f'{name}.{sub}'.strip('.')] = m
+    return norms
+
+
+def run_or_one_value_error(model, x, backward=True):
+    """Train-mode forward (+ backward) of ``x``: returns None if it runs, or
+    the message of mmext's one-value-per-channel error. Anything else (torch's
+    raw ``ValueError`` included) propagates and fails the test. Without
+    ``backward`` the forward runs under ``no_grad`` (still batch statistics:
+    whether a step runs is decided there)."""
+    from mmext.models.layers.unit_norm import ONE_VALUE_PHRASE
+    from mmext.utils.errors import MMExtError
+    model.train()
+    try:
+        with torch.set_grad_enabled(backward):
+            out = model(x)
+    except MMExtError as exc:
+        msg = str(exc)
+        assert ONE_VALUE_PHRASE in msg and '\n' not in msg, msg
+        for fix in ('>= 2 images per device', 'SyncBN', "num_groups=1", 'norm_eval=True'):
+            assert fix in msg, (fix, msg)
+        return msg
+    outs = out if isinstance(out, (tuple, list)) else [out]
+    if backward:
+        sum((o.float() ** 2).mean() for o in outs).backward()
+    assert all(torch.isfinite(o).all() for o in outs)
+    return None
+
+
+GN1 = dict(type='GN', num_groups=1)
+
+
+def check_one_image_per_device(build, x, norm_args, raises=True, options=(None, GN1)):
+    """The one-image-per-device contract of a unit (issue 12), for every
+    design that normalises a pooled descriptor or has no norm at all.
+
+    * its class (a backbone: its units' classes) declares
+      ``host_norm_args`` (empty when it has no norm);
+    * at ``x`` (batch 1) in training, the default build raises mmext's
+      one-line error naming the argument (``raises=True``) or runs;
+    * ``x`` doubled to batch 2 runs;
+    * each argument in ``norm_args`` set to each of ``options`` (None and
+      ``GN(num_groups=1)``) trains at batch 1 (forward and backward, finite).
+
+    Args:
+        build (callable): ``build(**overrides)`` returns a fresh module.
+        x (Tensor): A batch-1 input.
+        norm_args (Sequence[str]): The unit's norm arguments to exercise.
+        raises (bool): Whether the default build must raise at batch 1.
+        options (Sequence[dict | None]): Norm configs that must train at
+            ``x``. GroupNorm needs more than one value per group too, so a
+            one-channel norm on a 1x1 map can only be None.
+    """
+    module = build()
+    # A unit declares it; a backbone design through its units (SDA's stages).
+    assert any(isinstance(getattr(type(m), 'host_norm_args', None), tuple)
+               for m in module.modules()), f'{type(module).__name__} declares no host_norm_args'
+    msg = run_or_one_value_error(module, x)
+    assert (msg is not None) == raises, msg
+    if raises:
+        assert any(arg in msg for arg in norm_args), msg
+    assert run_or_one_value_error(build(), torch.cat([x, x])) is None
+    for arg in norm_args:
+        for cfg in options:
+            assert run_or_one_value_error(build(**{arg: cfg}), x) is None, (arg, cfg)

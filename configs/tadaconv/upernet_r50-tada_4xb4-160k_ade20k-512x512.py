@@ -3,4 +3,8 @@
 # TAda2D puts it in the video network.
 _base_ = '../resnet/upernet_r50_4xb4-160k_ade20k-512x512.py'
 model = dict(
-    backbone=dict(dcn=dict(type='mmext.TAdaConv'), stage_with_dcn=(True, True, True, True)))
+    backbone=dict(
+        # mmseg's ResNetV1c passes no norm to the unit: the route's BN follows
+        # the segmentor's SyncBN here.
+        dcn=dict(type='mmext.TAdaConv', route_norm_cfg=dict(type='SyncBN', requires_grad=True)),
+        stage_with_dcn=(True, True, True, True)))

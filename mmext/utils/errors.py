@@ -41,6 +41,20 @@ def _registry_hint(m):
             "their scope, e.g. 'mmdet.ResNet'")
 
 
+def _one_value_hint(m):
+    unit, arg = m.group('unit'), m.group('arg')
+    where = (f"the BatchNorm of {unit}{' ' + repr(m.group('name')) if m.group('name') else ''} "
+             "got one value per channel") if unit else (
+        'a BatchNorm got one value per channel (e.g. the norm of a pooled descriptor in '
+        'ODConv, SK, TAdaConv, SDA, or any BN on a 1x1 map)')
+    norm_arg = f'{arg}=' if arg else "the unit's norm argument ("
+    return (f'{where}: in training a BatchNorm needs > 1 value per channel and one image per '
+            'device gives it one; train with >= 2 images per device, SyncBN across devices '
+            f"(norm_cfg=dict(type='SyncBN'), the mmext ResNet hosts pass it to the unit), "
+            f"{norm_arg}dict(type='GN', num_groups=1) or None{'' if arg else ')'}, or "
+            'norm_eval=True (docs/designs/README.md, "Norms inside the units")')
+
+
 def _weights_only_hint(m):
     from .checkpoint import TRUST_HINT, refused_global
     name = refused_global(m.string)
@@ -70,6 +84,11 @@ KNOWN_ERRORS = [
      r"cannot identify image file (?P<path2>\S+)",
      lambda m: f"corrupt or unreadable image file {m.group('path') or m.group('path2')} "
                "(OpenCV could not decode it); replace or remove it from the dataset"),
+    # Raised by torch, or as an MMExtError by mmext.models.layers.unit_norm.
+    (r"Expected more than 1 value per channel when training|"
+     r"(?P<unit>\w[\w. ]*?)(?: '(?P<name>[\w.]*)')?: \w+ \((?P<arg>\w+)\) "
+     r"sees one value per channel in training",
+     _one_value_hint),
 ]
 
 

@@ -25,6 +25,7 @@ from mmdet.models.backbones.resnext import Bottleneck as _XBottleneck
 from mmdet.models.backbones.resnext import ResNeXt as _ResNeXt
 from torch.utils import checkpoint as cp
 
+from mmext.models.layers.unit_norm import with_host_norm
 from mmext.registry import MODELS
 
 PLUGIN_POSITIONS = ('after_conv1', 'after_conv2', 'after_conv3')
@@ -32,6 +33,23 @@ PLUGIN_POSITIONS = ('after_conv1', 'after_conv2', 'after_conv3')
 
 def _block_conv(conv_cfg, block_conv_cfg):
     return conv_cfg if block_conv_cfg is None else block_conv_cfg
+
+
+def host_norm_kwargs(kwargs, block_conv_cfg):
+    """``block_conv_cfg``, ``dcn`` and the plugin cfgs of a stage, each unit
+    given the host's ``norm_cfg`` for the arguments its class lists in
+    ``host_norm_args`` (unless the cfg sets them): SyncBN in an mmseg config
+    reaches the norms inside ODConv, SK, TAdaConv, CBAM, ... as it reaches
+    the block's own. mmdet's ``conv_cfg`` (it also builds the stem) is left
+    as given."""
+    norm_cfg = kwargs.get('norm_cfg')
+    out = dict(block_conv_cfg=with_host_norm(block_conv_cfg, norm_cfg))
+    if kwargs.get('dcn') is not None:
+        out['dcn'] = with_host_norm(kwargs['dcn'], norm_cfg)
+    if kwargs.get('plugins'):
+        out['plugins'] = [dict(p, cfg=with_host_norm(p['cfg'], norm_cfg))
+                          for p in kwargs['plugins']]
+    return out
 
 
 class PluginChainMixin:
@@ -247,7 +265,7 @@ class ResNet(_ResNet):
         if kwargs.get('init_cfg') is None and self._zero_init_norm is not None:
             kwargs['init_cfg'] = dict(type='Constant', val=0,
                                       override=dict(name=self._zero_init_norm))
-        return dict(kwargs, block_conv_cfg=self.block_conv_cfg)
+        return dict(kwargs, **host_norm_kwargs(kwargs, self.block_conv_cfg))
 
     def make_res_layer(self, **kwargs):
         return super().make_res_layer(**self.block_kwargs(kwargs))

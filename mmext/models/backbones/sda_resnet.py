@@ -11,14 +11,21 @@ field than the one before it. SDA keeps the residual sum ``Z_i`` of every block
 with ``u = GAP(F)``, predicts one channel vector per block from ``v`` and
 softmaxes them over the blocks, and returns ``ReLU(sum_i a_i * Z_i)`` as the
 stage output instead of the last block's output.
+
+The BN of the squeeze sees the pooled ``(N, d, 1, 1)`` descriptor, one value
+per channel at one image per device: SyncBN across several devices pools the
+batch; otherwise a training forward at batch 1 raises an
+:class:`~mmext.utils.errors.MMExtError` naming the fixes (>= 2 images per
+device, SyncBN, ``attn_norm_cfg`` GN or None, ``norm_eval``).
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmcv.cnn import build_norm_layer
 from mmdet.models.layers import ResLayer
 from mmengine.model import BaseModule
 
+from mmext.models.layers.unit_norm import (SAME_AS_NORM_CFG, build_unit_norm, check_norm_input,
+                                           resolve_norm_cfg)
 from mmext.registry import MODELS
 from .resnet import BasicBlock, ResNet, XBottleneck
 
@@ -44,15 +51,26 @@ class SDAResLayer(BaseModule):
         reduction (int): ``d = max(C // reduction, min_channels)``.
             Defaults to 16.
         min_channels (int): Lower bound of ``d``. Defaults to 64.
-        norm_cfg (dict): Norm layer of the blocks and of the attention
-            squeeze. Defaults to ``dict(type='BN')``.
+        norm_cfg (dict): Norm layer of the blocks (and of the attention
+            squeeze, see ``attn_norm_cfg``). Defaults to ``dict(type='BN')``.
+        attn_norm_cfg (dict | None | str): Norm of the attention squeeze
+            (``fc.1``): a norm config (e.g. ``dict(type='GN',
+            num_groups=1)``), None for none, or ``'norm_cfg'`` for the same
+            as ``norm_cfg``. Defaults to ``'norm_cfg'``.
         init_cfg (dict, optional): Passed to every block (as mmdet's
             ``ResLayer`` does, which is how ``zero_init_residual`` reaches the
             blocks' last norm). Defaults to None.
         **kwargs: Everything else mmdet's ``ResLayer`` and the block accept
             (``stride``, ``dilation``, ``style``, ``avg_down``, ``with_cp``,
             ``conv_cfg``, ``dcn``, ``plugins``, ``groups``, ...).
+
+    Raises:
+        MMExtError: In training, when the squeeze's BatchNorm sees one value
+            per channel (one image on this device).
     """
+
+    # Takes the host's norm directly (SDAResNet builds it with its norm_cfg).
+    host_norm_args = ('norm_cfg',)
 
     def __init__(self,
                  block,
@@ -62,6 +80,7 @@ class SDAResLayer(BaseModule):
                  reduction=16,
                  min_channels=64,
                  norm_cfg=dict(type='BN'),
+                 attn_norm_cfg=SAME_AS_NORM_CFG,
                  init_cfg=None,
                  **kwargs):
         super().__init__()
@@ -78,7 +97,8 @@ class SDAResLayer(BaseModule):
         squeezed = max(channels // reduction, min_channels)
         self.fc = nn.Sequential(
             nn.Conv2d(channels, squeezed, 1, bias=False),
-            build_norm_layer(norm_cfg, squeezed)[1],
+            build_unit_norm(resolve_norm_cfg(attn_norm_cfg, norm_cfg), squeezed, 'SDAResNet',
+                            'attn_norm_cfg'),
             nn.ReLU(inplace=True))
         self.fcs = nn.ModuleList(
             nn.Conv2d(squeezed, channels, 1) for _ in range(num_blocks))
@@ -98,8 +118,9 @@ class SDAResLayer(BaseModule):
     def depth_attention(self, feats):
         """Softmax-over-blocks weights ``(N, num_blocks, C, 1, 1)`` for the
         block outputs ``feats`` (list of ``(N, C, H, W)``)."""
-        u = F.adaptive_avg_pool2d(sum(feats), 1)
-        v = self.fc(u)
+        u = self.fc[0](F.adaptive_avg_pool2d(sum(feats), 1))
+        check_norm_input(self.fc[1], u, self, 'attn_norm_cfg', unit='SDAResNet stage')
+        v = self.fc[2](self.fc[1](u))
         logits = torch.stack([fc(v) for fc in self.fcs], dim=1)
         return logits.softmax(dim=1)
 
@@ -150,7 +171,16 @@ class SDAResNet(ResNet):
         reduction (int): Channel reduction of the attention squeeze,
             ``d = max(C // reduction, min_channels)``. Defaults to 16.
         min_channels (int): Lower bound of ``d``. Defaults to 64.
+        attn_norm_cfg (dict | None | str): Norm of the attention squeeze of
+            every stage: a norm config (e.g. ``dict(type='GN',
+            num_groups=1)``), None for none, or ``'norm_cfg'`` for the
+            backbone's ``norm_cfg`` (SyncBN in the UperNet configs).
+            Defaults to ``'norm_cfg'``.
         **kwargs: Keyword arguments of :class:`mmext.models.backbones.ResNet`.
+
+    Raises:
+        MMExtError: In training, at one image per device with a BatchNorm
+            squeeze (see :class:`SDAResLayer`).
 
     Example:
         >>> import torch
@@ -178,13 +208,14 @@ class SDAResNet(ResNet):
     zero_init_norms = {BasicBlock: 'norm2', XBottleneck: 'norm3'}
 
     def __init__(self, depth, *args, groups=None, base_width=None, reduction=16,
-                 min_channels=64, **kwargs):
+                 min_channels=64, attn_norm_cfg=SAME_AS_NORM_CFG, **kwargs):
         default_groups, default_width = self.arch_groups.get(depth, (1, 4))
         # Read by make_res_layer, which runs inside the parent's __init__.
         self.groups = default_groups if groups is None else groups
         self.base_width = default_width if base_width is None else base_width
         self.reduction = reduction
         self.min_channels = min_channels
+        self.attn_norm_cfg = attn_norm_cfg
         if depth in self.arch_settings:
             block = self.arch_settings[depth][0]
             assert self.groups == 1 or issubclass(block, XBottleneck), \
@@ -198,7 +229,7 @@ class SDAResNet(ResNet):
                           base_channels=self.base_channels)
         return SDAResLayer(
             reduction=self.reduction, min_channels=self.min_channels,
-            **self.block_kwargs(kwargs))
+            attn_norm_cfg=self.attn_norm_cfg, **self.block_kwargs(kwargs))
 
     @classmethod
     def convert_official(cls, state_dict):

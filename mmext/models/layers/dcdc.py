@@ -11,6 +11,7 @@ from torch.nn.modules.utils import _pair
 
 from mmext.registry import MODELS
 from .conv_args import set_conv_args
+from .unit_norm import check_norm_input
 
 
 @MODELS.register_module()
@@ -56,6 +57,13 @@ class DCDC(BaseModule):
       batch-1 training works);
     * the output bias (``bias=True``) is static and added once.
 
+    One image per device: the GSI attention has no norm; the LSA generator's
+    norm runs per output position, ``N * H_out * W_out`` values per channel,
+    so a BatchNorm fails only at batch 1 on a 1x1 output map. That case raises
+    an :class:`~mmext.utils.errors.MMExtError` naming the fixes instead of
+    torch's ``ValueError``. The mmext ResNet hosts pass their ``norm_cfg``
+    (SyncBN in mmseg configs) to ``norm_cfg``.
+
     Args:
         in_channels (int): Input channels.
         out_channels (int): Output channels.
@@ -72,12 +80,20 @@ class DCDC(BaseModule):
             in involution); when it does not divide ``out_channels`` their
             greatest common divisor is used. Defaults to 16.
         min_channels (int): Lower bound of the hidden widths. Defaults to 16.
-        norm_cfg (dict): Norm of the LSA kernel generator.
+        norm_cfg (dict | None): Norm of the LSA kernel generator, e.g.
+            ``dict(type='GN', num_groups=1)``, or None for none.
             Defaults to ``dict(type='BN')``.
         act_cfg (dict): Activation of the LSA kernel generator.
             Defaults to ``dict(type='ReLU')``.
         init_cfg (dict, optional): Initialization config. Defaults to None.
+
+    Raises:
+        MMExtError: In training, when the generator's BatchNorm sees one
+            value per channel (batch 1 and a 1x1 output map on this device).
     """
+
+    # The argument a host fills with its own norm_cfg (unit_norm.with_host_norm).
+    host_norm_args = ('norm_cfg',)
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0, dilation=1,
                  groups=1, bias=False, reduction=4, group_channels=16, min_channels=16,
@@ -140,6 +156,8 @@ class DCDC(BaseModule):
         oh, ow = (d * ((k - 1) // 2) for d, k in zip(self.dilation, self.kernel_size))
         sh, sw = self.stride
         centre = F.pad(x, (pw, pw, ph, ph))[:, :, oh::sh, ow::sw][:, :, :h_out, :w_out]
+        if self.lsa_reduce.with_norm:
+            check_norm_input(self.lsa_reduce.norm, centre, self, 'norm_cfg')
         kernel = self.lsa_span(self.lsa_reduce(centre))
         return kernel.view(x.size(0), self.lsa_groups, self.num_taps, h_out, w_out)
 

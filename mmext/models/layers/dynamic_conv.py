@@ -42,7 +42,13 @@ class DynamicConv(BaseModule):
             a 3-channel stem still gets a usable attention. Defaults to 4.
         temperature (float): Initial softmax temperature. Defaults to 30.0.
         init_cfg (dict, optional): Initialization config. Defaults to None.
+
+    The attention has no norm (the paper's SE-style branch), so it trains at
+    any batch size, one image per device included.
     """
+
+    # No norm inside: nothing for a host to pass (unit_norm.with_host_norm).
+    host_norm_args = ()
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, num_kernels=4, reduction=4, temperature=30.0,

@@ -9,19 +9,21 @@ from mmengine.model import BaseModule
 from mmext.registry import MODELS
 from .conv_args import set_conv_args
 from .kernel_bank import expand_static_tensors
+from .unit_norm import build_unit_norm, check_norm_input
 
 
 class ODConvAttention(nn.Module):
     """The four attentions of ODConv, computed from one squeezed descriptor.
 
-    GAP → 1x1 ``fc`` (no bias) → ``bn`` → ReLU, then one 1x1 head per
+    GAP → 1x1 ``fc`` (no bias) → norm ``bn`` → ReLU, then one 1x1 head per
     dimension of the kernel space: ``channel_fc`` (input channels, sigmoid),
     ``filter_fc`` (output filters, sigmoid), ``spatial_fc`` (k×k positions,
     sigmoid) and ``kernel_fc`` (the ``kernel_num`` candidate kernels,
     softmax). Every head divides its logits by ``temperature`` first.
 
     The sub-module names are those of the official implementation so its
-    checkpoints load 1:1.
+    checkpoints load 1:1 (``bn`` keeps its name whatever ``norm_cfg`` builds;
+    ``None`` makes it the identity).
 
     Args:
         in_channels (int): Input channels of the convolution.
@@ -31,10 +33,15 @@ class ODConvAttention(nn.Module):
         reduction (float): Hidden width as a fraction of ``in_channels``.
         kernel_num (int): Number of candidate kernels.
         min_channels (int): Lower bound of the hidden width.
+        norm_cfg (dict | None): Norm of the pooled descriptor.
+
+    Raises:
+        MMExtError: In training, from a BatchNorm at one sample per device
+            (see :func:`~mmext.models.layers.unit_norm.check_norm_input`).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, groups=1, reduction=0.0625,
-                 kernel_num=4, min_channels=16):
+                 kernel_num=4, min_channels=16, norm_cfg=dict(type='BN')):
         super().__init__()
         hidden = max(int(in_channels * reduction), min_channels)
         self.kernel_size = kernel_size
@@ -42,7 +49,7 @@ class ODConvAttention(nn.Module):
         self.temperature = 1.0
 
         self.fc = nn.Conv2d(in_channels, hidden, 1, bias=False)
-        self.bn = nn.BatchNorm2d(hidden)
+        self.bn = build_unit_norm(norm_cfg, hidden, 'ODConv', 'attn_norm_cfg')
         self.relu = nn.ReLU(inplace=True)
         self.channel_fc = nn.Conv2d(hidden, in_channels, 1)
         # A depthwise kernel has one input channel per filter, so the filter
@@ -60,7 +67,7 @@ class ODConvAttention(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
@@ -70,7 +77,9 @@ class ODConvAttention(nn.Module):
         a skipped head returns None."""
         n = x.size(0)
         t = self.temperature
-        z = self.relu(self.bn(self.fc(F.adaptive_avg_pool2d(x, 1))))
+        z = self.fc(F.adaptive_avg_pool2d(x, 1))
+        check_norm_input(self.bn, z, self, 'attn_norm_cfg', unit='ODConv')
+        z = self.relu(self.bn(z))
         channel = torch.sigmoid(self.channel_fc(z) / t)
         filt = None if self.filter_fc is None else torch.sigmoid(self.filter_fc(z) / t)
         spatial = None
@@ -99,6 +108,14 @@ class ODConv(BaseModule):
     ``attention.{fc, bn, channel_fc, filter_fc, spatial_fc, kernel_fc}``)
     matches the official ODConv checkpoints.
 
+    The attention normalises a globally pooled ``(N, hidden, 1, 1)``
+    descriptor, which gives a BatchNorm one value per channel at one image per
+    device. The mmext ResNet hosts pass their ``norm_cfg`` (SyncBN in mmseg
+    configs) to ``attn_norm_cfg``; SyncBN across several devices then pools
+    the batch. Otherwise a training forward at batch 1 raises an
+    :class:`~mmext.utils.errors.MMExtError` naming the fixes (>= 2 images
+    per device, SyncBN, ``attn_norm_cfg`` GN or None, ``norm_eval``).
+
     Args:
         in_channels (int): Input channels.
         out_channels (int): Output channels.
@@ -116,12 +133,23 @@ class ODConv(BaseModule):
             Defaults to 4.
         min_channels (int): Lower bound of the attention hidden width.
             Defaults to 16.
+        attn_norm_cfg (dict | None): Norm of the attention's pooled
+            descriptor (``attention.bn``): BN as the official code, the host's
+            norm inside an mmext ResNet host, e.g. ``dict(type='GN',
+            num_groups=1)``, or None for none. Defaults to ``dict(type='BN')``.
         init_cfg (dict, optional): Initialization config. Defaults to None.
+
+    Raises:
+        MMExtError: In training, when ``attention.bn`` is a BatchNorm that
+            sees one value per channel (one image on this device).
     """
+
+    # The argument a host fills with its own norm_cfg (unit_norm.with_host_norm).
+    host_norm_args = ('attn_norm_cfg',)
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=False, reduction=0.0625, kernel_num=4, min_channels=16,
-                 init_cfg=None):
+                 attn_norm_cfg=dict(type='BN'), init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         kernel_size = _square(kernel_size, 'kernel_size')
         set_conv_args(self, in_channels, out_channels, kernel_size, stride, padding, dilation,
@@ -129,7 +157,7 @@ class ODConv(BaseModule):
         self.kernel_num = kernel_num
         self.attention = ODConvAttention(in_channels, out_channels, kernel_size, groups=groups,
                                          reduction=reduction, kernel_num=kernel_num,
-                                         min_channels=min_channels)
+                                         min_channels=min_channels, norm_cfg=attn_norm_cfg)
         self.weight = nn.Parameter(
             torch.empty(kernel_num, out_channels, in_channels // groups, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None

@@ -6,6 +6,8 @@ from mmengine.model import BaseModule
 from torch.nn.modules.utils import _pair
 
 from mmext.registry import MODELS
+from .unit_norm import (SAME_AS_NORM_CFG, check_norm_input, check_pooled_norm_cfg,
+                        resolve_norm_cfg)
 
 
 @MODELS.register_module()
@@ -18,7 +20,8 @@ class SKConv(BaseModule):
       padding of branch ``i`` grows with its dilation so that every branch has
       the output size of ``nn.Conv2d(in, out, k, stride, padding, dilation)``.
     * Fuse: sum of the branches → global average pool → 1x1 ``fc`` to
-      ``d = max(out_channels // reduction, min_channels)`` (no bias) → BN → ReLU.
+      ``d = max(out_channels // reduction, min_channels)`` (no bias) → norm
+      (``attn_norm_cfg``) → ReLU.
     * Select: one 1x1 ``select_fc`` (no bias) to ``num_branches * out_channels``
       logits, softmax across the branches per channel, weighted sum of the
       branches.
@@ -35,6 +38,13 @@ class SKConv(BaseModule):
     applies its own ``norm2`` BN to the SK output, which the official network
     does not have (the SK output feeds the 1x1 expansion directly).
 
+    The fuse norm sees the pooled ``(N, d, 1, 1)`` descriptor, one value per
+    channel at one image per device. The mmext ResNet hosts pass their
+    ``norm_cfg`` (SyncBN in mmseg configs) to ``norm_cfg``, which the fuse
+    norm follows unless ``attn_norm_cfg`` is set; SyncBN across several
+    devices pools the batch. Otherwise a training forward at batch 1 raises an
+    :class:`~mmext.utils.errors.MMExtError` naming the fixes.
+
     Args:
         in_channels (int): Input channels.
         out_channels (int): Output channels.
@@ -49,16 +59,28 @@ class SKConv(BaseModule):
         num_branches (int): Number of branches M. Defaults to 2.
         reduction (int): Reduction ratio r of the fuse FC. Defaults to 16.
         min_channels (int): Lower bound L of the fuse width. Defaults to 32.
-        norm_cfg (dict): Norm after every branch conv and the fuse FC.
-            Defaults to ``dict(type='BN')``.
+        norm_cfg (dict): Norm after every branch conv (and the fuse FC, see
+            ``attn_norm_cfg``). Defaults to ``dict(type='BN')``.
+        attn_norm_cfg (dict | None | str): Norm after the fuse FC, on the
+            pooled descriptor: a norm config (e.g. ``dict(type='GN',
+            num_groups=1)``), None for none, or ``'norm_cfg'`` for the same
+            as ``norm_cfg``. Defaults to ``'norm_cfg'``.
         act_cfg (dict): Activation after every branch conv and the fuse FC.
             Defaults to ``dict(type='ReLU')``.
         init_cfg (dict, optional): Initialization config. Defaults to None.
+
+    Raises:
+        MMExtError: In training, when the fuse norm is a BatchNorm that sees
+            one value per channel (one image on this device).
     """
+
+    # The argument a host fills with its own norm_cfg (unit_norm.with_host_norm).
+    host_norm_args = ('norm_cfg',)
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0, dilation=1,
                  groups=1, bias=False, num_branches=2, reduction=16, min_channels=32,
-                 norm_cfg=dict(type='BN'), act_cfg=dict(type='ReLU'), init_cfg=None):
+                 norm_cfg=dict(type='BN'), attn_norm_cfg=SAME_AS_NORM_CFG,
+                 act_cfg=dict(type='ReLU'), init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if num_branches < 1:
             raise ValueError(f'num_branches must be >= 1, got {num_branches}')
@@ -78,14 +100,19 @@ class SKConv(BaseModule):
                            dilation=dil, groups=groups, bias=bias, norm_cfg=norm_cfg,
                            act_cfg=act_cfg))
         self.fuse_channels = max(out_channels // reduction, min_channels)
-        self.fc = ConvModule(out_channels, self.fuse_channels, 1, bias=False, norm_cfg=norm_cfg,
-                             act_cfg=act_cfg)
+        attn_norm_cfg = resolve_norm_cfg(attn_norm_cfg, norm_cfg)
+        check_pooled_norm_cfg(attn_norm_cfg, self.fuse_channels, 'SKConv', 'attn_norm_cfg')
+        self.fc = ConvModule(out_channels, self.fuse_channels, 1, bias=False,
+                             norm_cfg=attn_norm_cfg, act_cfg=act_cfg)
         self.select_fc = nn.Conv2d(self.fuse_channels, num_branches * out_channels, 1, bias=False)
 
     def branch_attention(self, fused):
         """Softmax weights (N, M, C_out, 1, 1) of the branches from the fused
         feature map (N, C_out, H, W)."""
-        z = self.fc(fused.mean((2, 3), keepdim=True))
+        pooled = fused.mean((2, 3), keepdim=True)
+        if self.fc.with_norm:
+            check_norm_input(self.fc.norm, pooled, self, 'attn_norm_cfg')
+        z = self.fc(pooled)
         logits = self.select_fc(z).view(z.size(0), self.num_branches, self.out_channels, 1, 1)
         return logits.softmax(dim=1)
 

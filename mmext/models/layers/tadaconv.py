@@ -5,12 +5,12 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from torch.nn.modules.utils import _pair
 
 from mmext.registry import MODELS
 from .conv_args import set_conv_args
+from .unit_norm import build_unit_norm, check_norm_input
 
 
 class TAdaRoute(nn.Module):
@@ -18,27 +18,33 @@ class TAdaRoute(nn.Module):
 
     Per frame: global average pool over space → add the clip-level context
     ``g`` (1x1 of the temporal average) → temporal conv ``a`` (C → C/ratio,
-    kernel ``kernels[0]``) → BN → ReLU → temporal conv ``b`` (C/ratio → C,
+    kernel ``kernels[0]``) → norm ``bn`` → ReLU → temporal conv ``b`` (C/ratio → C,
     kernel ``kernels[1]``, no bias, zero-initialised) → ``+ 1``. The zero init
     makes every calibration factor start at exactly 1, i.e. TAdaConv starts as
     the plain convolution with its base weight.
 
     The official code runs these as Conv3d on (N, C, T, 1, 1); Conv1d on
-    (N, C, T) is the same computation.
+    (N, C, T) is the same computation. The norm sees (N, C/ratio, T, 1), so
+    2-D norm types (BN, SyncBN, GN) apply with the official BatchNorm3d's
+    statistics (over N and T).
 
     Args:
         channels (int): Channels of the input (the calibrated dimension).
         ratio (int): Reduction ratio of the hidden layer.
         kernels (tuple[int]): Temporal kernel sizes of ``a`` and ``b``.
-        norm_cfg (dict): Norm between ``a`` and the ReLU.
+        norm_cfg (dict | None): Norm between ``a`` and the ReLU (None: none).
+
+    Raises:
+        MMExtError: In training, from a BatchNorm that sees one value per
+            channel (N * T == 1, see :class:`TAdaConv`).
     """
 
-    def __init__(self, channels, ratio=4, kernels=(3, 3), norm_cfg=dict(type='BN1d')):
+    def __init__(self, channels, ratio=4, kernels=(3, 3), norm_cfg=dict(type='BN')):
         super().__init__()
         hidden = max(int(channels // ratio), 1)
         self.g = nn.Conv1d(channels, channels, 1)
         self.a = nn.Conv1d(channels, hidden, kernels[0], padding=kernels[0] // 2)
-        self.bn = build_norm_layer(norm_cfg, hidden)[1]
+        self.bn = build_unit_norm(norm_cfg, hidden, 'TAdaConv', 'route_norm_cfg')
         self.relu = nn.ReLU(inplace=True)
         self.b = nn.Conv1d(hidden, channels, kernels[1], padding=kernels[1] // 2, bias=False)
         self.reset_calibration()
@@ -51,7 +57,9 @@ class TAdaRoute(nn.Module):
         """(N, C, T, H, W) → calibration factors alpha (N, C, T)."""
         frames = x.mean((3, 4))
         clip = frames.mean(2, keepdim=True)
-        z = self.relu(self.bn(self.a(frames + self.g(clip))))
+        z = self.a(frames + self.g(clip)).unsqueeze(-1)
+        check_norm_input(self.bn, z, self, 'route_norm_cfg', unit='TAdaConv')
+        z = self.relu(self.bn(z)).squeeze(-1)
         return self.b(z) + 1
 
 
@@ -78,8 +86,15 @@ class TAdaConv(BaseModule):
     ``nn.Conv2d`` shape ``(C_out, C_in/groups, k, k)`` instead of
     ``(1, 1, C_out, C_in/groups, k, k)``, and ``groups > 1`` calibrates each
     group's own input channels (the official broadcast supports groups=1 only).
-    The route's BN needs more than one value per channel when training, so a
-    4-D input needs a batch of at least 2 in training mode.
+
+    One image per device: the route normalises per-frame pooled descriptors,
+    ``N * T`` values per channel. The documented rule: a video input with
+    ``T > 1`` frames trains at batch 1 with a BatchNorm; a 4-D input (T = 1)
+    at batch 1 with a BatchNorm in training mode raises an
+    :class:`~mmext.utils.errors.MMExtError` naming the fixes (>= 2 images per
+    device, SyncBN across devices, ``route_norm_cfg`` GN or None,
+    ``norm_eval``). The mmext ResNet hosts pass their ``norm_cfg`` (SyncBN in
+    mmseg configs) to ``route_norm_cfg``.
 
     Args:
         in_channels (int): Input channels.
@@ -94,14 +109,23 @@ class TAdaConv(BaseModule):
         route_ratio (int): Reduction ratio of the route function. Defaults to 4.
         route_kernels (tuple[int]): Temporal kernel sizes of the route's two
             convolutions. Defaults to (3, 3).
-        route_norm_cfg (dict): Norm inside the route function.
-            Defaults to ``dict(type='BN1d')``.
+        route_norm_cfg (dict | None): Norm inside the route function (a 2-D
+            norm type, it sees ``(N, C/route_ratio, T, 1)``; the official
+            BatchNorm3d has the same statistics), e.g. ``dict(type='GN',
+            num_groups=1)``, or None for none. Defaults to ``dict(type='BN')``.
         init_cfg (dict, optional): Initialization config. Defaults to None.
+
+    Raises:
+        MMExtError: In training, when the route's BatchNorm sees one value
+            per channel (``N * T == 1`` on this device).
     """
+
+    # The argument a host fills with its own norm_cfg (unit_norm.with_host_norm).
+    host_norm_args = ('route_norm_cfg',)
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=False, route_ratio=4, route_kernels=(3, 3),
-                 route_norm_cfg=dict(type='BN1d'), init_cfg=None):
+                 route_norm_cfg=dict(type='BN'), init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         set_conv_args(self, in_channels, out_channels, _pair(kernel_size), _pair(stride),
                       _pair(padding), _pair(dilation), groups)

@@ -5,6 +5,7 @@ import torch.nn as nn
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule, constant_init
 
+from mmext.models.layers.unit_norm import check_norm_input
 from mmext.registry import MODELS
 
 
@@ -24,16 +25,29 @@ class CBAM(BaseModule):
     In a bottleneck it goes at ``position='after_conv3'`` (after bn3, before
     the identity add), as in the official CBAM-ResNet.
 
+    One image per device: the spatial norm sees ``N * H * W`` values of its
+    single channel, so a BatchNorm fails only at batch 1 on a 1x1 map; that
+    raises an :class:`~mmext.utils.errors.MMExtError` naming the fixes. The
+    channel MLP has no norm. The mmext ResNet hosts pass their ``norm_cfg``
+    (SyncBN in mmseg configs) to ``norm_cfg``, with the official momentum
+    0.01 unless the host's BN sets its own.
+
     Args:
         in_channels (int): Channels of the input (and output).
         ratio (int): Reduction of the channel MLP; hidden width
             ``in_channels // ratio``. Defaults to 16.
         spatial_kernel (int): Odd kernel size of the spatial conv.
             Defaults to 7.
-        norm_cfg (dict): Norm after the spatial conv. Defaults to the
-            official ``dict(type='BN', momentum=0.01)`` (PyTorch momentum).
+        norm_cfg (dict | None): Norm after the spatial conv, e.g.
+            ``dict(type='GN', num_groups=1)``, or None for none (the conv
+            then has a bias). Defaults to the official
+            ``dict(type='BN', momentum=0.01)`` (PyTorch momentum).
         init_cfg (dict | list[dict], optional): Initialization config.
             Defaults to None.
+
+    Raises:
+        MMExtError: In training, when the spatial BatchNorm sees one value
+            (batch 1 and a 1x1 map on this device).
 
     Note:
         :meth:`init_weights` follows the official training code and sets the
@@ -43,6 +57,20 @@ class CBAM(BaseModule):
     """
 
     _abbr_ = 'cbam'
+    # The argument a host fills with its own norm_cfg (unit_norm.with_host_norm).
+    host_norm_args = ('norm_cfg',)
+
+    @classmethod
+    def adapt_host_norm(cls, arg, norm_cfg):
+        """The host's norm with the official BN momentum of 0.01 unless the
+        host sets one; a GroupNorm host gets one group (the spatial map has
+        one channel)."""
+        cfg = dict(norm_cfg)
+        if cfg['type'] in ('GN', nn.GroupNorm):
+            cfg['num_groups'] = 1
+        elif isinstance(cfg['type'], str) and 'BN' in cfg['type'] and 'momentum' not in cfg:
+            cfg['momentum'] = 0.01
+        return cfg
 
     def __init__(self, in_channels, ratio=16, spatial_kernel=7,
                  norm_cfg=dict(type='BN', momentum=0.01), init_cfg=None):
@@ -57,14 +85,14 @@ class CBAM(BaseModule):
             ConvModule(hidden, in_channels, 1, bias=True, act_cfg=None))
         self.channel_activate = nn.Sigmoid()
         self.spatial_conv = ConvModule(
-            2, 1, spatial_kernel, padding=spatial_kernel // 2, bias=False,
+            2, 1, spatial_kernel, padding=spatial_kernel // 2, bias=norm_cfg is None,
             norm_cfg=norm_cfg, act_cfg=None)
         self.spatial_activate = nn.Sigmoid()
 
     def init_weights(self):
         super().init_weights()
         # Not under a user init_cfg, which may be a checkpoint to keep.
-        if self.init_cfg is None:
+        if self.init_cfg is None and self.spatial_conv.with_norm:
             constant_init(self.spatial_conv.norm, val=0, bias=0)
 
     def forward(self, x):
@@ -75,4 +103,6 @@ class CBAM(BaseModule):
         att = self.channel_mlp(pooled)
         x = x * self.channel_activate(att[:n] + att[n:])
         desc = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)
+        if self.spatial_conv.with_norm:
+            check_norm_input(self.spatial_conv.norm, desc[:, :1], self, 'norm_cfg')
         return x * self.spatial_activate(self.spatial_conv(desc))

@@ -41,6 +41,9 @@ class ECA(BaseModule):
     """
 
     _abbr_ = 'eca'
+    # No norm inside (trains at one image per device): nothing for a host to
+    # pass (unit_norm.with_host_norm).
+    host_norm_args = ()
 
     def __init__(self, in_channels, kernel_size=None, gamma=2, b=1, init_cfg=None):
         super().__init__(init_cfg=init_cfg)

@@ -39,6 +39,9 @@ class SE(SELayer):
     """
 
     _abbr_ = 'se'
+    # No norm inside (trains at one image per device): nothing for a host to
+    # pass (unit_norm.with_host_norm).
+    host_norm_args = ()
 
     def __init__(self,
                  in_channels,

@@ -46,6 +46,12 @@ CASES = [
     ('ResNetV1c', (), dict(depth=18, base_channels=16)),
     ('ResNetV1c', (), dict(depth=50, base_channels=16, style='caffe', contract_dilation=True,
                            norm_eval=True, frozen_stages=0, zero_init_residual=False)),
+    # Dilated stages (PSPNet / DeepLab): contracted first dilation, multi-grid.
+    ('ResNetV1c', (), dict(depth=18, base_channels=16, strides=(1, 2, 1, 1),
+                           dilations=(1, 1, 2, 4), contract_dilation=True)),
+    ('ResNetV1c', (), dict(depth=50, base_channels=16, strides=(1, 2, 1, 1),
+                           dilations=(1, 1, 2, 4), contract_dilation=True,
+                           multi_grid=(1, 2, 4))),
     ('ResNeXt', (), dict(depth=50, groups=8, base_width=4, base_channels=16)),
     ('ResNeXt', (4, 4), dict(depth=50, base_channels=16, norm_eval=False, style='caffe',
                              frozen_stages=1)),

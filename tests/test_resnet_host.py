@@ -6,7 +6,7 @@ import torch
 from mmengine.registry import DefaultScope
 from torch import nn
 
-from mmext.models.backbones.resnet import ResNet, ResNetV1c, ResNeXt
+from mmext.models.backbones.resnet import ResNet, ResNeXt
 from mmext.registry import MODELS
 
 
@@ -181,13 +181,6 @@ def test_block_conv_cfg_swaps_block_convs_only(depth):
             assert type(conv) is nn.Conv2d, name
     n_block_convs = 2 * 8 if depth == 18 else 3 * 16
     assert sum(isinstance(m, ODConv) for m in convs.values()) == n_block_convs
-
-
-def test_resnet_v1c_refuses_dilated_stages():
-    with pytest.raises(ValueError, match='dilated-stage'):
-        ResNetV1c(depth=50, dilations=(1, 1, 2, 4), strides=(1, 2, 1, 1), contract_dilation=True)
-    with pytest.raises(ValueError, match='multi_grid'):
-        ResNetV1c(depth=50, multi_grid=(1, 2, 4))
 
 
 # One line in a config, through every host a user can name: the upstream

@@ -302,32 +302,39 @@ class ResNetV1c(ResNet):
     v1c checkpoints keep loading into narrow variants). Keyword arguments
     only, as mmseg's; ``block_conv_cfg`` as on :class:`ResNet`.
 
-    Accepts mmseg's ``contract_dilation`` / ``multi_grid`` so an mmseg config
-    only swaps the type; they change nothing at the dilation 1 of UperNet's
-    and FPN's configs.
-
-    Raises:
-        ValueError: ``multi_grid`` is set, or ``contract_dilation`` with a
-            dilated stage (PSPNet / DeepLab configs): refused rather than
-            silently built differently from mmseg's ResNetV1c.
+    The stages are mmseg's ``ResLayer``, so mmseg's ``contract_dilation``
+    (the first block of a dilated stage at half the dilation) and
+    ``multi_grid`` (per-block dilations of the last stage, one per block)
+    build the dilated-stage networks of PSPNet / DeepLab configs as mmseg
+    does; at the dilation 1 of UperNet's and FPN's configs they change
+    nothing.
 
     Source: mmseg 1.2.2 ``mmseg/models/backbones/resnet.py``.
     """
 
     def __init__(self, *, stem_channels=64, norm_eval=False, multi_grid=None,
                  contract_dilation=False, pretrained=None, **kwargs):
-        dilations = kwargs.get('dilations', (1, 1, 1, 1))
-        if multi_grid is not None or (contract_dilation and max(dilations) > 1):
-            raise ValueError(
-                'mmext.ResNetV1c does not implement multi_grid or contracted dilations '
-                f'(dilations={tuple(dilations)}); use mmseg ResNetV1c for dilated-stage '
-                'configs (PSPNet / DeepLab)')
-        # Attributes mmseg's ResNet sets and mmdet's does not.
+        # Attributes mmseg's ResNet sets and mmdet's does not; make_res_layer
+        # reads the last two inside the parent's __init__.
         self.pretrained = pretrained
         self.multi_grid = multi_grid
         self.contract_dilation = contract_dilation
         super().__init__(deep_stem=True, avg_down=False, stem_channels=stem_channels,
                          norm_eval=norm_eval, pretrained=pretrained, **kwargs)
+
+    def make_res_layer(self, **kwargs):
+        """The host's stage, built by mmseg's ``ResLayer`` (mmdet's has no
+        ``multi_grid`` / ``contract_dilation``; otherwise the two build the
+        same blocks)."""
+        # Imported here so that importing mmext does not import mmseg.
+        from mmseg.models.utils import ResLayer as SegResLayer
+
+        # mmseg applies multi_grid to the last stage only; the parent appends
+        # each stage to res_layers after building it.
+        last = len(self.res_layers) == len(self.stage_blocks) - 1
+        return SegResLayer(multi_grid=self.multi_grid if last else None,
+                           contract_dilation=self.contract_dilation,
+                           **self.block_kwargs(kwargs))
 
 
 @MODELS.register_module()

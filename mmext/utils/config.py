@@ -8,8 +8,6 @@ from mmengine.config import Config, DictAction  # noqa: F401  (re-exported for t
 from .embedded import configs_root, default_data_root, to_embedded, walk_dicts
 
 LIBRARIES = ('mmdet', 'mmseg')
-
-
 MMEXT_PREFIX = 'mmext::'
 
 
@@ -50,7 +48,9 @@ def register_mmext_configs():
     that name mmext components as ``mmext.<Name>``: an ``mmext`` scope would
     send ``RetinaNet`` to mmext's registry. So an ``mmext::`` base is read like
     a relative ``_base_`` of the same file: from the configs of the imported
-    mmext (installed or checkout), with no scope added.
+    mmext (installed or checkout), with no scope added. This wraps mmengine's
+    ``Config._get_cfg_path`` (where ``_base_`` names are resolved); other
+    ``pkg::`` names go to mmengine unchanged.
     """
     from mmengine.config import utils as config_utils
     config_utils.MODULE2PACKAGE.setdefault('mmext', 'mmext')

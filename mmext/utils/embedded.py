@@ -16,6 +16,8 @@ What is swapped, and why:
   ``norm_eval`` is switched off (frozen random weights and BN layers stuck at
   their initial statistics are what pretrained-weight configs assume);
 * the schedule becomes iteration based (``configs/_base_/schedules/embedded.py``);
+* a test-time augmentation pipeline (``--tta``) resizes around the embedded
+  test scale, keeping the ratios of its sizes;
 * presets shrink the work further: ``demo`` is the README's 15-minute run,
   ``smoke`` is a few iterations on tiny images for tests.
 

@@ -23,7 +23,7 @@ from mmengine.registry import DefaultScope
 import mmext.models.layers.unit_norm as unit_norm
 from mmext.__main__ import main as mmext_main
 from mmext.models.backbones import SDAResNet
-from mmext.models.layers import DCDC, SKConv, DynamicConv, ODConv, TAdaConv
+from mmext.models.layers import DCDC, DynamicConv, ODConv, SKConv, TAdaConv
 from mmext.models.plugins import CBAM, ECA, SE
 from mmext.registry import MODELS
 from mmext.utils.config import load_config, register_library

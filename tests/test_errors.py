@@ -65,6 +65,8 @@ def test_checkpoint_with_wrong_keys(tmp_path, embedded_root):
      '<2.2.0.', 'mmcv 2.2.0 is installed'),
     ('_pickle.UnpicklingError: Weights only load failed. This file can still be loaded',
      'weights_only'),
+    ('AssertionError: mmengine does not support to load mmext config.',
+     'before `import mmext`'),
 ])
 def test_explain_known_messages(text, needle):
     assert needle in explain(RuntimeError(text))

@@ -84,6 +84,11 @@ KNOWN_ERRORS = [
      r"cannot identify image file (?P<path2>\S+)",
      lambda m: f"corrupt or unreadable image file {m.group('path') or m.group('path2')} "
                "(OpenCV could not decode it); replace or remove it from the dataset"),
+    # mmengine's message when a config names an mmext:: base before mmext registered it.
+    (r"does not support to load mmext config",
+     "the config has an `mmext::` base but was read before `import mmext` (which teaches "
+     "mmengine where mmext's configs are); use mmext's tools (`python -m mmext train|test "
+     "...`, tools/train.py) or `import mmext` before `Config.fromfile`"),
     # Raised by torch, or as an MMExtError by mmext.models.layers.unit_norm.
     (r"Expected more than 1 value per channel when training|"
      r"(?P<unit>\w[\w. ]*?)(?: '(?P<name>[\w.]*)')?: \w+ \((?P<arg>\w+)\) "

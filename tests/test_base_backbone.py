@@ -174,3 +174,33 @@ def test_resolve_arch_names_aliases_and_dicts():
     with pytest.raises(ValueError, match='str or a dict'):
         Archs.resolve_arch(3)
     assert Archs.resolve_arch(dict(dims=[4, 3, 2, 1]), ('dims', ), ('dims', ))['dims'] == [4, 3, 2, 1]
+
+
+@pytest.mark.parametrize('nested', [False, True])
+def test_pretrained_init_log_names_the_checkpoint(tmp_path, monkeypatch, nested):
+    """mmengine's per-parameter init log says the loaded parameters came
+    from the checkpoint, for a top-level backbone and one inside a model."""
+    from mmengine.model import BaseModule
+    src = Toy()
+    src.init_weights()
+    torch.save({'state_dict': src.state_dict()}, tmp_path / 'c.pth')
+    logged = {}
+
+    def capture(module):
+        logged.update({n: module._params_init_info[p]['init_info']
+                       for n, p in module.named_parameters()})
+
+    monkeypatch.setattr(BaseModule, '_dump_init_info', capture)
+    backbone = Toy(init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'c.pth')))
+    if nested:
+        model = BaseModule()
+        model.backbone = backbone
+        model.init_weights()
+        prefix = 'backbone.'
+    else:
+        backbone.init_weights()
+        prefix = ''
+    assert not hasattr(backbone, '_params_init_info')
+    names = [n for n, _ in backbone.named_parameters()]
+    assert names and all(f'load from {tmp_path / "c.pth"}' in logged[prefix + n]
+                         for n in names), logged

@@ -21,6 +21,7 @@ its own) and, where a weight's shape depends on the runtime configuration,
 import copy
 import math
 import re
+from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
@@ -209,6 +210,16 @@ class DenseBackbone(BaseModule):
 
     # -- checkpoints -----------------------------------------------------------
     def init_weights(self):
+        """Initialise as configured; ``init_cfg=dict(type='Pretrained',
+        checkpoint=...)`` first applies :attr:`default_init_cfg`, then
+        :meth:`load_pretrained`. mmengine's per-parameter init log (written
+        after the outermost ``init_weights``) says ``PretrainedInit: load
+        from <checkpoint>`` for the loaded parameters.
+
+        Raises:
+            MMExtError: an unknown key in a Pretrained ``init_cfg``, or what
+                :meth:`load_pretrained` raises.
+        """
         init_cfg = self.init_cfg
         if not (isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'):
             super().init_weights()
@@ -219,16 +230,38 @@ class DenseBackbone(BaseModule):
             raise MMExtError(f"{type(self).__name__}: unknown init_cfg key(s) {unknown} of "
                              "type='Pretrained'; use checkpoint, prefix, map_location or "
                              'weights_only')
-        # Keys a checkpoint lacks (a dense-only norm) still start from the
-        # design's own initialisation, not from PyTorch's defaults.
-        self.init_cfg = copy.deepcopy(self.default_init_cfg)
+        # mmengine's BaseModule.init_weights dumps the per-parameter init log
+        # and deletes its record at the end of the outermost call, i.e. before
+        # the checkpoint below is loaded (the log would say "the value is the
+        # same"); as the outermost module we own the record, so the dump comes
+        # after loading and says which parameters came from the checkpoint.
+        top_level = not hasattr(self, '_params_init_info')
+        if top_level:
+            self._params_init_info = defaultdict(dict)
+            for param in self.parameters():
+                self._params_init_info[param]['init_info'] = (
+                    'The value is the same before and after calling `init_weights` '
+                    f'of {type(self).__name__} ')
+                self._params_init_info[param]['tmp_mean_value'] = param.data.mean().cpu()
+            for module in self.modules():
+                module._params_init_info = self._params_init_info
         try:
-            super().init_weights()
+            # Keys a checkpoint lacks (a dense-only norm) still start from the
+            # design's own initialisation, not from PyTorch's defaults.
+            self.init_cfg = copy.deepcopy(self.default_init_cfg)
+            try:
+                super().init_weights()
+            finally:
+                self.init_cfg = init_cfg
+            self.load_pretrained(init_cfg['checkpoint'], prefix=init_cfg.get('prefix'),
+                                 weights_only=init_cfg.get('weights_only', True),
+                                 map_location=init_cfg.get('map_location', 'cpu'))
+            if top_level:
+                self._dump_init_info()
         finally:
-            self.init_cfg = init_cfg
-        self.load_pretrained(init_cfg['checkpoint'], prefix=init_cfg.get('prefix'),
-                             weights_only=init_cfg.get('weights_only', True),
-                             map_location=init_cfg.get('map_location', 'cpu'))
+            if top_level:
+                for module in self.modules():
+                    del module._params_init_info
 
     def to_model_state_dict(self, state_dict):
         """Bring a checkpoint's weights to this model's layout: official or
@@ -293,6 +326,16 @@ class DenseBackbone(BaseModule):
         missing = [k for k in missing if k not in expected]
         unexpected = sorted(set(state_dict) - set(own))
         self.load_state_dict(state_dict, strict=False)
+        # Inside init_weights mmengine logs each parameter's origin from this
+        # shared record; mark the loaded ones explicitly (not by a change of
+        # their mean, which a ones-initialised norm weight may keep).
+        record = getattr(self, '_params_init_info', None)
+        if record is not None:
+            params = dict(self.named_parameters())
+            for k in matched:
+                if k in params and params[k] in record:
+                    record[params[k]]['init_info'] = f'PretrainedInit: load from {checkpoint}'
+                    record[params[k]]['tmp_mean_value'] = params[k].data.mean().cpu()
         logger = MMLogger.get_current_instance()
         print_log(f'{name}: loaded {len(matched)}/{len(own)} tensors from {checkpoint}',
                   logger=logger)

@@ -1,8 +1,10 @@
-"""Command line entry: ``python -m mmext train|test|infer|doctor|explain``
+"""Command line entry: ``python -m mmext train|test|infer|convert|doctor|explain``
 (also installed as the ``mmext`` command).
 
-``train``, ``test`` and ``infer`` are ``tools/train.py``, ``tools/test.py`` and
-``tools/image_demo.py``, runnable from any folder with an installed mmext.
+``train``, ``test``, ``infer`` and ``convert`` are ``tools/train.py``,
+``tools/test.py``, ``tools/image_demo.py`` and
+``tools/model_converters/convert_official.py``, runnable from any folder with
+an installed mmext.
 """
 import argparse
 import importlib
@@ -14,6 +16,8 @@ TOOLS = {
     'train': ('mmext.tools.train', 'train a config (tools/train.py)'),
     'test': ('mmext.tools.test', 'evaluate a checkpoint (tools/test.py)'),
     'infer': ('mmext.tools.image_demo', 'draw predictions on images (tools/image_demo.py)'),
+    'convert': ('mmext.tools.convert_official', "convert an official checkpoint to mmext's "
+                'layout (tools/model_converters/convert_official.py)'),
 }
 
 

@@ -24,10 +24,12 @@ import mmext  # noqa: F401  (the weights-only allow-list)
 from mmext.models.backbones.mpvit import MPViT
 from mmext.models.backbones.sda_resnet import SDAResNet
 from mmext.models.official_layouts import RESNET_LAYOUTS, get_official_layout, official_layouts
+from mmext.tools import convert_official
 from mmext.utils.checkpoint import load_checkpoint, load_matching_checkpoint, read_state_dict
 from mmext.utils.errors import MMExtError, explain
 
 def _load_converter():
+    """The checkout's script, a thin wrapper of mmext.tools.convert_official."""
     import importlib.util
     import os.path as osp
     path = osp.join(osp.dirname(CONFIGS), 'tools', 'model_converters', 'convert_official.py')
@@ -108,6 +110,8 @@ def test_other_objects_are_refused_and_named_and_only_the_opt_in_reads_them(tmp_
     msg = str(err.value)
     assert '\n' not in msg and f'{__name__}._record' in msg, msg
     assert 'weights_only=False' in msg and '--no-weights-only' in msg, msg
+    # One command that works in a checkout and in an installed package.
+    assert 'python -m mmext convert TYPE SRC DST --no-weights-only' in msg, msg
     assert UNPICKLED == []
     # The stack's own loader (mmengine, torch.load) refuses it too, and the
     # tools explain that error the same way.
@@ -259,7 +263,7 @@ def test_resnet_layouts_convert_to_their_config_backbone(name, tmp_path):
     """A small file in the official layout (the R-50 config's backbone at 1/8
     of its width) converts to the config backbone's keys, tensors unchanged."""
     config = f'{CONFIGS}/{RESNET_LAYOUTS[name].config}'
-    model = CONVERTER._config_backbone(config, dict(base_channels=8))
+    model = convert_official._config_backbone(config, dict(base_channels=8))
     ref = {k: torch.randn_like(v.float()).to(v.dtype) for k, v in model.state_dict().items()}
     official = to_official_resnet(ref)
     official.update({'fc.weight': torch.zeros(10, 256), 'fc.bias': torch.zeros(10)})
@@ -294,7 +298,7 @@ PVTV2_KEYS = (r'patch_embed[1-4]\.(proj|norm)\.\w+|norm[1-4]\.\w+|head\.\w+|'
 def test_pvtv2_layout_converts_to_its_config_backbone(tmp_path):
     from test_pvt import to_official_v2
     config = f'{CONFIGS}/pvtv2/retinanet_pvtv2-b0_fpn_1x_coco.py'
-    model = CONVERTER._config_backbone(config, dict(embed_dims=8))
+    model = convert_official._config_backbone(config, dict(embed_dims=8))
     ref = {k: torch.randn_like(v) for k, v in model.state_dict().items()}
     official = to_official_v2(ref)
     official['head.weight'] = torch.zeros(10, 64)

@@ -50,3 +50,16 @@ def test_converter_rejects_what_has_no_official_layout(tmp_path):
     res = subprocess.run([sys.executable, script, 'VAN', str(tmp_path / 'absent.pth'),
                           str(tmp_path / 'y.pth')], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 1 and 'not found' in res.stderr
+
+
+def test_convert_subcommand_help_lists_every_layout():
+    """``python -m mmext convert`` (no checkout needed) lists every accepted
+    TYPE, read from the layout table, in its --help."""
+    from mmext.models.official_layouts import official_layouts
+    res = subprocess.run([sys.executable, '-m', 'mmext', 'convert', '--help'], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert 'mmext convert' in res.stdout
+    text = ' '.join(res.stdout.split())  # argparse wraps the help text
+    missing = [name for name in official_layouts() if name not in text]
+    assert not missing, (missing, res.stdout)

@@ -1,5 +1,5 @@
 """The one way mmext reads checkpoints: ``init_cfg`` Pretrained loading of its
-backbones, ``tools/test.py`` and ``tools/model_converters/convert_official.py``.
+backbones, ``tools/test.py`` and the converter (``python -m mmext convert``).
 
 Files and URLs are read by mmengine's ``CheckpointLoader`` (local paths,
 ``http(s)://``, ``torchvision://``, ``open-mmlab://``, ...) with torch's
@@ -28,8 +28,8 @@ STATE_DICT_KEYS = ('state_dict', 'model', 'model_state')
 #: How to ask for the opt-in, in the error of a refused file.
 TRUST_HINT = ("if you trust the file, read it with weights_only=False: "
               "init_cfg=dict(type='Pretrained', checkpoint=..., weights_only=False) of an mmext "
-              'backbone, or convert it once with `tools/model_converters/convert_official.py '
-              'TYPE SRC DST --no-weights-only` (the output loads without it)')
+              'backbone, or convert it once with `python -m mmext convert TYPE SRC DST '
+              '--no-weights-only` (the output loads without it)')
 
 _REFUSED = (r'GLOBAL (\S+) was not an allowed global',
             r'unsupported GLOBAL (\S+) whose module',

@@ -235,7 +235,7 @@ class SDAResNet(ResNet):
     def convert_official(cls, state_dict):
         """Map an official SDA-xNet ImageNet checkpoint to this backbone (the
         converter protocol of mmext's designs, see
-        ``tools/model_converters/convert_official.py SDAResNet``).
+        ``python -m mmext convert SDAResNet``).
 
         The official names are ``conv1``, ``bn1`` (stem),
         ``stage{s}.layers.{b}.{conv,bn}{1,2,3}``,

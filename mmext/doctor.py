@@ -48,8 +48,24 @@ def _version(name, dist=None):
     return version, None
 
 
+def _mmext_origin():
+    """``(version, folder, kind)`` of the mmext this process imports; kind is
+    'source checkout' when the folder sits in a git work tree with setup.py
+    (an editable install or the checkout on sys.path), else 'installed
+    package'."""
+    import mmext
+    folder = os.path.dirname(os.path.abspath(mmext.__file__))
+    root = os.path.dirname(folder)
+    checkout = all(os.path.exists(os.path.join(root, f)) for f in ('setup.py', '.git'))
+    return mmext.__version__, folder, 'source checkout' if checkout else 'installed package'
+
+
 def check_versions(r):
     import platform
+    # Which mmext runs (a checkout or a wheel, possibly another than the one
+    # being edited) is the first thing to know when something misbehaves.
+    version, folder, kind = _mmext_origin()
+    r.line('ok', f'mmext {version} from {folder} ({kind})')
     r.line('ok', f'python {platform.python_version()} on {platform.machine()}')
     for name, want in EXPECTED.items():
         have, exc = _version(name)

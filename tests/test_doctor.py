@@ -13,6 +13,12 @@ def test_doctor_passes_on_this_stack():
     for needle in ('torch 2.14.1', 'mmcv 2.1.0', 'mmcv compiled ops load',
                    'weights_only=True', "'mmext.<Name>' components resolve"):
         assert needle in text, text
+    # Which mmext runs, and from where (here: this checkout, installed editable).
+    import os.path as osp
+
+    import mmext
+    assert (f'mmext {mmext.__version__} from {osp.dirname(osp.abspath(mmext.__file__))} '
+            '(source checkout)') in text, text
 
 
 def test_doctor_cli_and_explain():

@@ -67,6 +67,9 @@ def test_checkpoint_with_wrong_keys(tmp_path, embedded_root):
      'weights_only'),
     ('AssertionError: mmengine does not support to load mmext config.',
      'before `import mmext`'),
+    ("ModuleNotFoundError: No module named 'mmdet.models'", 'tools/setup_env.sh'),
+    # A user's own module (a pickled class, custom_imports) is not a broken set-up.
+    ("ModuleNotFoundError: No module named 'my_project'", 'PYTHONPATH'),
 ])
 def test_explain_known_messages(text, needle):
     assert needle in explain(RuntimeError(text))
@@ -74,3 +77,19 @@ def test_explain_known_messages(text, needle):
 
 def test_unknown_error_is_not_explained():
     assert explain(ValueError('something else entirely')) is None
+
+
+def test_explain_upstream_basic_block_refusal():
+    """mmdet's BasicBlock refuses plugins with a bare 'Not implemented yet.':
+    explained by the frame that raised it, not by the (common) text."""
+    from mmdet.registry import MODELS as MMDET_MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    with pytest.raises(AssertionError) as info:
+        MMDET_MODELS.build(dict(type='mmdet.ResNet', depth=18, plugins=[
+            dict(cfg=dict(type='mmext.SE'), position='after_conv2')]))
+    assert "type='mmext.ResNet'" in explain(info.value)
+    try:
+        raise AssertionError('Not implemented yet.')
+    except AssertionError as exc:
+        assert explain(exc) is None

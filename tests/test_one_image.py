@@ -242,3 +242,27 @@ def test_syncbn_configs_build_every_unit_norm_as_syncbn(one_image_outcomes):
                 'dcdc/upernet_r18-c128-dcdc_4xb4-160k_ade20k-512x512.py',
                 'sda/upernet_r86-sda_4xb4-160k_ade20k-512x512.py'):
         assert checked.get(rel), (rel, checked.get(rel))
+
+
+def test_tools_guard_every_batchnorm_of_the_model(capsys):
+    """Outside the units (e.g. the 1x1 pyramid branch of mmseg's UPerHead),
+    the tools' guard names the norm and the config key instead of torch's
+    ValueError; batch 2, eval mode and an unguarded model behave as before."""
+    model = nn.Module()
+    model.decode_head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(8, 8, 1),
+                                      nn.BatchNorm2d(8))
+    handles = unit_norm.guard_batch_norms(model)
+    x = torch.randn(1, 8, 5, 7)
+    with pytest.raises(MMExtError) as info:
+        model.decode_head.train()(x)
+    msg = str(info.value)
+    assert msg.startswith("'decode_head.2': BatchNorm2d (norm_cfg) sees one value per channel")
+    assert "model.decode_head.norm_cfg=dict(type='GN'" in msg and '\n' not in msg, msg
+    assert model.decode_head(torch.randn(2, 8, 5, 7)).shape == (2, 8, 1, 1)
+    assert model.decode_head.eval()(x).shape == (1, 8, 1, 1)
+    assert mmext_main(['explain', msg]) == 0
+    assert "the BatchNorm 'decode_head.2'" in capsys.readouterr().out
+    for handle in handles:
+        handle.remove()
+    with pytest.raises(ValueError, match='Expected more than 1 value per channel'):
+        model.decode_head.train()(x)

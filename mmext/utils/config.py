@@ -236,6 +236,13 @@ def prepare_run_cfg(args):
 
 
 def build_runner(cfg):
+    """The config's runner, with every BatchNorm of its model guarded so that
+    one value per channel in training (one image per device) stops with a
+    one-line error naming the norm (``guard_batch_norms``)."""
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
-    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+
+    from mmext.models.layers.unit_norm import guard_batch_norms
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    guard_batch_norms(runner.model)
+    return runner

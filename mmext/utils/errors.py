@@ -42,17 +42,27 @@ def _registry_hint(m):
 
 
 def _one_value_hint(m):
-    unit, arg = m.group('unit'), m.group('arg')
-    where = (f"the BatchNorm of {unit}{' ' + repr(m.group('name')) if m.group('name') else ''} "
-             "got one value per channel") if unit else (
-        'a BatchNorm got one value per channel (e.g. the norm of a pooled descriptor in '
-        'ODConv, SK, TAdaConv, SDA, or any BN on a 1x1 map)')
-    norm_arg = f'{arg}=' if arg else "the unit's norm argument ("
-    return (f'{where}: in training a BatchNorm needs > 1 value per channel and one image per '
-            'device gives it one; train with >= 2 images per device, SyncBN across devices '
-            f"(norm_cfg=dict(type='SyncBN'), the mmext ResNet hosts pass it to the unit), "
-            f"{norm_arg}dict(type='GN', num_groups=1) or None{'' if arg else ')'}, or "
-            'norm_eval=True (docs/designs/README.md, "Norms inside the units")')
+    unit, name, arg = m.group('unit'), m.group('name') or m.group('gname'), m.group('arg')
+    fixes = ('in training a BatchNorm needs > 1 value per channel and one image per device '
+             'gives it one; train with >= 2 images per device, SyncBN across >= 2 GPUs (the '
+             'mmext ResNet hosts pass a SyncBN norm_cfg to their units; CPU runs convert it to '
+             'BN)')
+    docs = ' (docs/designs/README.md, "Norms inside the units")'
+    if unit:
+        where = f"the BatchNorm of {unit}{' ' + repr(name) if name else ''}"
+        return (f"{where} got one value per channel: {fixes}, {arg}=dict(type='GN', "
+                f"num_groups=1) or {arg}=None in the unit's cfg (block_conv_cfg / dcn / the "
+                f'plugin cfg), or norm_eval=True{docs}')
+    if name:
+        top = name.split('.')[0]
+        return (f"the BatchNorm {name!r} got one value per channel: {fixes}, a norm without "
+                f"batch statistics there (model.{top}.norm_cfg=dict(type='GN', num_groups=32)), "
+                f'or norm_eval=True where the module offers it{docs}')
+    return ('a BatchNorm got one value per channel (a pooled descriptor in ODConv, SK, '
+            "TAdaConv, SDA, the 1x1 pooling branch of mmseg's UPerHead, or any BN on a 1x1 "
+            f"map): {fixes}, a norm without batch statistics in the norm_cfg of the module "
+            "that builds it (GN, or a unit's attn_norm_cfg=None), or norm_eval=True"
+            f'{docs}; mmext names the module when it runs through its tools')
 
 
 def _weights_only_hint(m):
@@ -63,6 +73,26 @@ def _weights_only_hint(m):
             'checkpoints written by mmengine and by DeiT / timm style training scripts load '
             "once `import mmext` has run (use the mmext tools or custom_imports=dict(imports="
             f"['mmext'])); for other objects: {TRUST_HINT}")
+
+
+#: Top-level modules that tools/setup_env.sh installs (tools/constraints.txt and
+#: what the stack imports): a missing one means a broken environment.
+STACK_MODULES = {'torch', 'torchvision', 'mmcv', 'mmengine', 'mmdet', 'mmseg', 'timm',
+                 'pycocotools', 'numpy', 'cv2', 'matplotlib', 'ftfy', 'regex', 'scipy',
+                 'shapely', 'terminaltables', 'prettytable', 'yaml', 'mmext'}
+
+
+def _missing_module_hint(m):
+    mod = m.group('mod')
+    if mod.split('.')[0] in STACK_MODULES:
+        return (f"Python module '{mod}' is missing; run `bash tools/setup_env.sh` (it installs "
+                'the pinned stack into .venv) and use .venv/bin/python')
+    # Not part of the stack: a user's own code that a config (custom_imports) or a
+    # trusted checkpoint (a pickled class) refers to.
+    return (f"Python module '{mod}' cannot be imported; it is not part of mmext's stack: if a "
+            'config (custom_imports) or a checkpoint (a pickled class) refers to your own '
+            "code, put that code's folder on PYTHONPATH (e.g. `PYTHONPATH=. python ...`), "
+            'or install the package that provides it')
 
 
 # (pattern searched in the error text, one-line explanation with the fix).
@@ -77,9 +107,7 @@ KNOWN_ERRORS = [
      lambda m: f"mmcv {m.group('ver')} is installed but mmdet 3.3 / mmseg 1.2 need "
                "2.0.0rc4 <= mmcv < 2.2.0; run `bash tools/setup_env.sh` (mmcv 2.1.0)"),
     (r"Weights only load failed|weights_only", _weights_only_hint),
-    (r"No module named '(?P<mod>[\w.]+)'",
-     lambda m: f"Python module '{m.group('mod')}' is missing; run `bash tools/setup_env.sh` "
-               "(it installs the pinned stack into .venv) and use .venv/bin/python"),
+    (r"No module named '(?P<mod>[\w.]+)'", _missing_module_hint),
     (r"failed to load image: (?P<path>\S+)|Unable to load image|imdecode|"
      r"cannot identify image file (?P<path2>\S+)",
      lambda m: f"corrupt or unreadable image file {m.group('path') or m.group('path2')} "
@@ -90,11 +118,25 @@ KNOWN_ERRORS = [
      "mmengine where mmext's configs are); use mmext's tools (`python -m mmext train|test "
      "...`, tools/train.py) or `import mmext` before `Config.fromfile`"),
     # Raised by torch, or as an MMExtError by mmext.models.layers.unit_norm.
-    (r"Expected more than 1 value per channel when training|"
-     r"(?P<unit>\w[\w. ]*?)(?: '(?P<name>[\w.]*)')?: \w+ \((?P<arg>\w+)\) "
-     r"sees one value per channel in training",
+    (r"Expected more than 1 value per channel|"
+     r"(?:(?P<unit>[A-Za-z]\w*)(?: '(?P<name>[\w.]*)')?|'(?P<gname>[\w.]+)'): "
+     r"\w+(?: \([^)]*\))? \((?P<arg>\w+)\) sees one value per channel in training",
      _one_value_hint),
 ]
+
+
+def _upstream_basic_block_refusal(exc):
+    """True for the bare ``AssertionError('Not implemented yet.')`` that
+    mmdet's / mmseg's ``BasicBlock.__init__`` raises for ``plugins`` or
+    ``dcn``: the text alone is too common, the frame that raised it is not."""
+    if not isinstance(exc, AssertionError) or 'Not implemented yet' not in str(exc):
+        return False
+    tb, last = exc.__traceback__, None
+    while tb is not None:
+        last, tb = tb.tb_frame.f_code, tb.tb_next
+    path = last.co_filename.replace(os.sep, '/') if last else ''
+    return (last is not None and last.co_name == '__init__'
+            and re.search(r'(mmdet|mmseg)/models/backbones/resnet\.py$', path) is not None)
 
 
 def explain(exc):
@@ -112,6 +154,11 @@ def explain(exc):
                 return message(m) if callable(message) else message
         if isinstance(exc, FileNotFoundError):
             return f"file not found: {exc.filename or exc}"
+        if _upstream_basic_block_refusal(exc):
+            return ("mmdet's / mmseg's ResNet BasicBlock (depth 18 / 34) takes no plugins and no "
+                    "dcn ('Not implemented yet.'); use type='mmext.ResNet' (or "
+                    "'mmext.ResNetV1c' in an mmseg config) as the backbone, which takes both on "
+                    'every depth (docs/designs/resnet_host.md)')
         exc = exc.__cause__ or exc.__context__
     return None
 

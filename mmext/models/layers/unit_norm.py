@@ -18,7 +18,9 @@ the units"):
   instead of torch's ``ValueError`` from deep inside the forward.
 """
 import sys
+from functools import partial
 
+import torch
 import torch.distributed as dist
 import torch.nn as nn
 from mmcv.cnn import build_norm_layer
@@ -151,6 +153,34 @@ def _qualified_name(module):
     return ''
 
 
+def norm_label(norm):
+    """How messages name a norm: its class, except mmengine's ``_BatchNormXd``
+    (what the tools turn SyncBN into for a single-process CPU run)."""
+    name = type(norm).__name__
+    return 'BatchNorm (SyncBN converted for this non-distributed run)' \
+        if name == '_BatchNormXd' else name
+
+
+def one_value_per_channel(norm, x):
+    """True if BatchNorm ``norm`` would fail on ``x``: it uses batch statistics
+    (training, or no running statistics) and sees one value per channel
+    (``x.numel() == x.size(1)``: batch 1 and a 1x1 map, or ``(1, C)``, on this
+    device), and it is not a SyncBN pooling several ranks."""
+    if not isinstance(norm, _BatchNorm) or x.dim() < 2 or x.numel() != x.size(1):
+        return False
+    batch_stats = norm.training or (norm.running_mean is None and norm.running_var is None)
+    return batch_stats and not _pools_across_devices(norm)
+
+
+def _shape_words(x):
+    size = 'x'.join(str(s) for s in x.shape[2:]) or '1'
+    return f'batch {x.size(0)} on a {size} map on this device'
+
+
+#: The fixes every one-value message lists (the shared check tests for them).
+DEVICE_FIXES = 'train with >= 2 images per device, SyncBN across >= 2 GPUs'
+
+
 def check_norm_input(norm, x, owner, arg, unit=None):
     """Raise the one-line mmext error if ``norm`` cannot normalise ``x`` in
     training: a BatchNorm (BN, SyncBN without other ranks, mmengine's
@@ -172,17 +202,43 @@ def check_norm_input(norm, x, owner, arg, unit=None):
         MMExtError: ``<unit> '<name>': <Norm> (<arg>) sees one value per
             channel in training ...; <the fixes>``.
     """
-    if not isinstance(norm, _BatchNorm) or x.numel() != x.size(1):
-        return
-    batch_stats = norm.training or (norm.running_mean is None and norm.running_var is None)
-    if not batch_stats or _pools_across_devices(norm):
+    if not one_value_per_channel(norm, x):
         return
     name = _qualified_name(owner)
     where = f" '{name}'" if name else ''
-    size = 'x'.join(str(s) for s in x.shape[2:]) or '1'
     raise MMExtError(
-        f'{unit or type(owner).__name__}{where}: {type(norm).__name__} ({arg}) '
-        f'{ONE_VALUE_PHRASE} (batch {x.size(0)} on a {size} map on this device, e.g. a '
-        f'pooled descriptor); train with >= 2 images per device, SyncBN across devices '
-        f"(norm_cfg=dict(type='SyncBN')), {arg}=dict(type='GN', num_groups=1) or "
-        f'{arg}=None, or norm_eval=True')
+        f'{unit or type(owner).__name__}{where}: {norm_label(norm)} ({arg}) '
+        f'{ONE_VALUE_PHRASE} ({_shape_words(x)}, e.g. a pooled descriptor); {DEVICE_FIXES}, '
+        f"{arg}=dict(type='GN', num_groups=1) or {arg}=None in the unit's cfg "
+        '(block_conv_cfg / dcn / the plugin cfg), or norm_eval=True')
+
+
+def _guard_hook(name, norm, args):
+    x = args[0] if args else None
+    if isinstance(x, torch.Tensor) and one_value_per_channel(norm, x):
+        # The top-level module of a detector / segmentor (backbone, neck,
+        # decode_head, roi_head, ...) is where a config sets its norm_cfg.
+        top = name.split('.')[0]
+        raise MMExtError(
+            f"'{name}': {norm_label(norm)} (norm_cfg) {ONE_VALUE_PHRASE} ({_shape_words(x)}, "
+            f'e.g. after a global pooling); {DEVICE_FIXES}, a norm without batch statistics '
+            f"there (model.{top}.norm_cfg=dict(type='GN', num_groups=32), num_groups=1 "
+            'for few channels), or norm_eval=True where the module offers it')
+
+
+def guard_batch_norms(model):
+    """Make every BatchNorm of ``model`` that would fail on one value per
+    channel in training raise the one-line mmext error naming it, instead of
+    torch's ``ValueError``: the norms of the units check their input
+    themselves (:func:`check_norm_input`), this covers the rest of a
+    detector or segmentor (e.g. the 1x1 pooling branch of mmseg's UPerHead).
+
+    Args:
+        model (nn.Module): The model (a DDP wrapper's ``module`` is used).
+
+    Returns:
+        list: The forward pre-hook handles (``handle.remove()`` undoes).
+    """
+    model = getattr(model, 'module', model)
+    return [m.register_forward_pre_hook(partial(_guard_hook, name))
+            for name, m in model.named_modules() if isinstance(m, _BatchNorm)]

@@ -50,14 +50,14 @@ def _version(name, dist=None):
 
 def _mmext_origin():
     """``(version, folder, kind)`` of the mmext this process imports; kind is
-    'source checkout' when the folder sits in a git work tree with setup.py
-    (an editable install or the checkout on sys.path), else 'installed
-    package'."""
+    'source checkout' when mmext reads its configs from the checkout it is
+    imported from (an editable install or the checkout on sys.path, see
+    :func:`mmext.utils.embedded.checkout_root`), else 'installed package'."""
     import mmext
+    from mmext.utils.embedded import checkout_root
     folder = os.path.dirname(os.path.abspath(mmext.__file__))
-    root = os.path.dirname(folder)
-    checkout = all(os.path.exists(os.path.join(root, f)) for f in ('setup.py', '.git'))
-    return mmext.__version__, folder, 'source checkout' if checkout else 'installed package'
+    kind = 'installed package' if checkout_root() is None else 'source checkout'
+    return mmext.__version__, folder, kind
 
 
 def check_versions(r):

@@ -19,6 +19,7 @@ import re
 
 import torch
 
+from mmext.utils.checkpoint import key_mismatch
 from mmext.utils.errors import MMExtError
 
 #: The ImageNet classifier of torchvision-style ResNets.
@@ -228,4 +229,4 @@ def check_against(model, converted):
     if bad:
         raise MMExtError(f'{len(bad)} converted tensors do not fit {type(model).__name__} '
                          f"({'; '.join(bad[:3])}); is the arch / config right?")
-    return sorted(set(own) - set(converted)), sorted(set(converted) - set(own))
+    return key_mismatch(model, converted)

@@ -17,6 +17,7 @@ import mmext  # noqa: F401  (stack fixes before anything loads a checkpoint)
 from mmext.utils.checkpoint import load_matching_checkpoint
 from mmext.utils.config import (add_run_args, build_runner, check_data, ensure_embedded_data,
                                 parse_run_args, prepare_run_cfg)
+from mmext.utils.embedded import innermost_dataset
 from mmext.utils.errors import MMExtError, friendly_errors
 
 
@@ -91,10 +92,7 @@ def set_tta(cfg):
         raise MMExtError(f"--tta needs tta_model and tta_pipeline in the config, and it has no "
                          f"{' and no '.join(missing)}; test without --tta or add them (mmdet's "
                          "retinanet/retinanet_tta.py is an example)")
-    dataset = cfg.test_dataloader.dataset
-    while 'dataset' in dataset:  # dataset wrappers
-        dataset = dataset.dataset
-    dataset.pipeline = cfg.tta_pipeline
+    innermost_dataset(cfg.test_dataloader.dataset).pipeline = cfg.tta_pipeline
     tta_model = cfg.tta_model.copy()
     tta_model.module = cfg.model
     cfg.model = tta_model

@@ -162,11 +162,18 @@ def _resize_pipeline(pipeline, scale, crop=None):
             t['crop_size'] = tuple(crop)
 
 
+def innermost_dataset(dataset):
+    """The dataset cfg a chain of wrapper cfgs (``RepeatDataset``,
+    ``ClassBalancedDataset``, ... each holding ``dataset``) ends in; the
+    ``pipeline`` of a wrapped dataset lives there."""
+    while 'dataset' in dataset:
+        dataset = dataset['dataset']
+    return dataset
+
+
 def _test_scale(loader):
     """``scale`` of the first resize in a test dataloader's pipeline, or None."""
-    dataset = (loader or {}).get('dataset', {})
-    while 'dataset' in dataset:  # dataset wrappers
-        dataset = dataset['dataset']
+    dataset = innermost_dataset((loader or {}).get('dataset', {}))
     for t in dataset.get('pipeline', []):
         if 'Resize' in str(t.get('type', '')) and 'scale' in t:
             return tuple(t['scale'])

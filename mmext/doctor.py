@@ -48,16 +48,31 @@ def _version(name, dist=None):
     return version, None
 
 
+def _install_kind(direct_url):
+    """'source checkout' for an editable install, 'installed package' for a
+    wheel; ``direct_url`` is the text of the distribution's
+    ``direct_url.json`` (PEP 610; None when pip did not write one, e.g. an
+    install from an index)."""
+    import json
+    try:
+        editable = json.loads(direct_url or '{}').get('dir_info', {}).get('editable', False)
+    except ValueError:
+        editable = False
+    return 'source checkout' if editable else 'installed package'
+
+
 def _mmext_origin():
     """``(version, folder, kind)`` of the mmext this process imports; kind is
-    'source checkout' when mmext reads its configs from the checkout it is
-    imported from (an editable install or the checkout on sys.path, see
-    :func:`mmext.utils.embedded.checkout_root`), else 'installed package'."""
+    from the install metadata (:func:`_install_kind`), or 'not installed'
+    when mmext is imported from a folder on ``sys.path`` without an install
+    (its configs, ``mmext/.mim/``, are then missing)."""
     import mmext
-    from mmext.utils.embedded import checkout_root
     folder = os.path.dirname(os.path.abspath(mmext.__file__))
-    kind = 'installed package' if checkout_root() is None else 'source checkout'
-    return mmext.__version__, folder, kind
+    try:
+        dist = importlib.metadata.distribution('mmext')
+    except importlib.metadata.PackageNotFoundError:
+        return mmext.__version__, folder, 'not installed'
+    return mmext.__version__, folder, _install_kind(dist.read_text('direct_url.json'))
 
 
 def check_versions(r):

@@ -4,6 +4,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.registry import HOOKS as ROOT_HOOKS
 from mmengine.registry import MODELS as ROOT_MODELS
+from mmengine.registry import Registry
 
 import mmext.registry
 from mmext.engine import TrainingCurveHook
@@ -13,6 +14,18 @@ def test_registries_are_children_of_the_mmengine_roots():
     assert mmext.registry.MODELS.scope == 'mmext'
     assert mmext.registry.MODELS.parent is ROOT_MODELS
     assert ROOT_HOOKS.children['mmext'] is mmext.registry.HOOKS
+
+
+def test_only_registries_that_something_registers_into():
+    # Datasets and transforms are mmdet's and mmseg's; an empty mmext
+    # registry beside them would only be a second place to look.
+    registries = {k for k, v in vars(mmext.registry).items()
+                  if isinstance(v, Registry) and v.scope == 'mmext'}
+    assert registries == {'MODELS', 'HOOKS'}
+    for name in registries:
+        registry = getattr(mmext.registry, name)
+        registry.import_from_location()
+        assert len(registry) > 0, name
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])

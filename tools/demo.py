@@ -5,7 +5,7 @@
     python tools/demo.py --model upernet       # mIoU
     python tools/demo.py --model all
 
-Each run writes work_dirs/demo/<model>/: logs, checkpoints, curves.png (loss and
+Each run writes work_dirs/demo/<model>/ (under the current folder): logs, checkpoints, curves.png (loss and
 metric curves) and summary.json (final metrics and wall time). Use
 tools/demo.sh to also set up the environment on a fresh machine.
 """
@@ -14,22 +14,20 @@ import json
 import os
 import os.path as osp
 import platform
-import sys
 import time
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import mmext  # noqa: F401
+from mmext.utils.config import (DictAction, build_runner, check_data, ensure_embedded_data,
+                                load_config, register_library)
+from mmext.utils.errors import friendly_errors
 
-import mmext  # noqa: E402,F401
-from mmext.utils.config import (DictAction, build_runner, check_data,  # noqa: E402
-                                ensure_embedded_data, load_config, register_library)
-from mmext.utils.errors import friendly_errors  # noqa: E402
-
+# mmext's configs (``mmext::``, the installed package's), so the demo runs
+# from any folder.
 MODELS = {
-    'retinanet': ('configs/resnet/retinanet_r18_fpn-c128_1x_coco.py', ('bbox_mAP', 'bbox_mAP_50')),
-    'mask-rcnn': ('configs/resnet/mask-rcnn_r18_fpn-c128_1x_coco.py',
+    'retinanet': ('mmext::resnet/retinanet_r18_fpn-c128_1x_coco.py', ('bbox_mAP', 'bbox_mAP_50')),
+    'mask-rcnn': ('mmext::resnet/mask-rcnn_r18_fpn-c128_1x_coco.py',
                   ('bbox_mAP', 'bbox_mAP_50', 'segm_mAP', 'segm_mAP_50')),
-    'upernet': ('configs/resnet/upernet_r18-c128_4xb4-160k_ade20k-512x512.py', ('mIoU', 'mAcc')),
+    'upernet': ('mmext::resnet/upernet_r18-c128_4xb4-160k_ade20k-512x512.py', ('mIoU', 'mAcc')),
 }
 
 
@@ -38,7 +36,7 @@ def parse_args(argv=None):
     parser.add_argument('--model', default='retinanet', choices=[*MODELS, 'all'])
     parser.add_argument('--preset', default='demo', choices=['demo', 'smoke'],
                         help='demo: the documented run; smoke: a few iterations')
-    parser.add_argument('--work-dir', default=osp.join(ROOT, 'work_dirs', 'demo'))
+    parser.add_argument('--work-dir', default=osp.join('work_dirs', 'demo'))
     parser.add_argument('--data-root', help='embedded data folder (default data/embedded)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='extra key=value overrides, as in tools/train.py')
@@ -47,7 +45,7 @@ def parse_args(argv=None):
 
 def run_one(name, args):
     config, keys = MODELS[name]
-    cfg = load_config(osp.join(ROOT, config), args.cfg_options, args.preset, args.data_root)
+    cfg = load_config(config, args.cfg_options, args.preset, args.data_root)
     register_library(cfg)
     cfg.work_dir = osp.join(args.work_dir, name)
     ensure_embedded_data(cfg)

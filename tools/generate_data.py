@@ -4,21 +4,16 @@ The work is done by :func:`mmext.datasets.embedded.generate`; a re-run with the
 same arguments finds the data complete and returns at once.
 """
 import argparse
-import os.path as osp
-import sys
 import time
 
-# Runnable from a source checkout without installing the package.
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-from mmext.datasets.embedded import generate  # noqa: E402
-from mmext.utils.embedded import default_data_root  # noqa: E402
+from mmext.datasets.embedded import generate
+from mmext.utils.embedded import default_data_root
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--out', default=None,
-                   help='output folder (default: $MMEXT_DATA, else <repo>/data/embedded)')
+                   help='output folder (default: $MMEXT_DATA, else data/embedded)')
     p.add_argument('--num-train', type=int, default=600)
     p.add_argument('--num-val', type=int, default=150)
     p.add_argument('--seed', type=int, default=0)

@@ -6,12 +6,7 @@
 The same as ``python -m mmext infer`` (mmext/tools/image_demo.py), over mmdet's
 ``DetInferencer`` and mmseg's ``MMSegInferencer``.
 """
-import os.path as osp
-import sys
-
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
-
-from mmext.tools.image_demo import main  # noqa: E402
+from mmext.tools.image_demo import main
 
 if __name__ == '__main__':
     main()

@@ -7,12 +7,7 @@
 The same as ``python -m mmext train`` (mmext/tools/train.py), which also runs
 from an installed mmext without a checkout.
 """
-import os.path as osp
-import sys
-
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
-
-from mmext.tools.train import main  # noqa: E402
+from mmext.tools.train import main
 
 if __name__ == '__main__':
     main()

@@ -21,8 +21,8 @@ What is swapped, and why:
 * presets shrink the work further: ``demo`` is the README's 15-minute run,
   ``smoke`` is a few iterations on tiny images for tests.
 
-The bases are read from :func:`configs_root`: the checkout's ``configs/``, or
-``mmext/.mim/configs`` of an installed package.
+The bases are read from :func:`configs_root`, ``mmext/.mim/configs`` (a link to
+the checkout's ``configs/`` in an editable install, a copy in a wheel).
 """
 import copy
 import os
@@ -59,42 +59,28 @@ _PRESET_TABLE = {
 }
 
 
-def checkout_root():
-    """The source checkout mmext is imported from (an editable install or
-    ``PYTHONPATH``), or None when mmext is an installed package."""
-    repo = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-    if osp.isdir(osp.join(repo, 'configs')) and osp.isfile(osp.join(repo, 'setup.py')):
-        return repo
-    return None
-
-
 def configs_root():
-    """The folder of mmext's configs: ``configs/`` of the checkout mmext is
-    imported from, else ``mmext/.mim/configs`` of the installed package (the
-    OpenMMLab mim layout, copied there when the wheel is built by setup.py).
+    """The folder of mmext's configs, ``mmext/.mim/configs``: the OpenMMLab mim
+    layout that setup.py fills, with a symlink to the checkout's ``configs/``
+    in an editable install (``tools/setup_env.sh``) and a copy in a wheel.
 
     Raises:
-        MMExtError: neither exists (an install built without setup.py's hook).
+        MMExtError: It is missing (mmext imported from a folder that was never
+            installed, or a wheel built without setup.py's hook).
     """
-    repo = checkout_root()
-    if repo is not None:
-        return osp.join(repo, 'configs')
     mim = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), '.mim', 'configs')
     if osp.isdir(mim):
         return mim
     from .errors import MMExtError
-    raise MMExtError(f'mmext is installed without its configs ({mim} is missing); reinstall it '
-                     'from a checkout or an sdist with `pip install .`')
+    raise MMExtError(f'mmext has no configs at {mim}: install it, `pip install -e .` in a '
+                     'checkout (tools/setup_env.sh does) or `pip install .`')
 
 
 def default_data_root():
-    """``$MMEXT_DATA``, else ``<repo>/data/embedded`` for a source checkout,
-    else ``./data/embedded`` (absolute, from the current folder)."""
+    """``$MMEXT_DATA``, else ``data/embedded`` under the current folder
+    (absolute), where mmdet's and mmseg's configs expect their data too."""
     if os.environ.get('MMEXT_DATA'):
         return os.environ['MMEXT_DATA']
-    repo = checkout_root()
-    if repo is not None:
-        return osp.join(repo, 'data', 'embedded')
     return osp.abspath(osp.join('data', 'embedded'))
 
 

@@ -4,4 +4,4 @@ model = dict(
     backbone=dict(
         arch='b24',
         # https://drive.google.com/drive/folders/1II2v1rhNe9sgLJtoSR-cgSh2mpPQMt4t
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/fcvit_b24.pth.tar')))
+        init_cfg=dict(checkpoint='checkpoints/fcvit_b24.pth.tar')))

@@ -5,6 +5,5 @@ model = dict(
     backbone=dict(
         arch='tiny-gf',
         init_cfg=dict(
-            type='Pretrained',
             checkpoint='https://download.openmmlab.com/mmclassification/v0/hornet/'
             'hornet-tiny-gf_3rdparty_in1k_20220915-4c35a66b.pth')))

@@ -7,7 +7,6 @@ model = dict(
         arch='tiny-gf',
         gf_sizes=[None, None, (24, 13), (12, 7)],
         init_cfg=dict(
-            type='Pretrained',
             checkpoint='https://download.openmmlab.com/mmclassification/v0/hornet/'
             'hornet-tiny-gf_3rdparty_in1k_20220915-4c35a66b.pth')))
 optim_wrapper = dict(clip_grad=dict(max_norm=1, norm_type=2))

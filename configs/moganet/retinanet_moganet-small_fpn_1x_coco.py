@@ -13,7 +13,8 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         init_cfg=dict(
             type='Pretrained',
-            checkpoint='https://github.com/Westlake-AI/MogaNet/releases/download/moganet-in1k-weights/moganet_small_sz224_8xbs128_ep300.pth.tar')),
+            checkpoint='https://github.com/Westlake-AI/MogaNet/releases/download/'
+            'moganet-in1k-weights/moganet_small_sz224_8xbs128_ep300.pth.tar')),
     neck=dict(in_channels=[64, 128, 320, 512]))
 optim_wrapper = dict(
     _delete_=True,

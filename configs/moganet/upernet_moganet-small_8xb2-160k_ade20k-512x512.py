@@ -1,9 +1,9 @@
 # UperNet MogaNet-S 160k ADE20K 512x512 (published 49.2 mIoU, docs/designs/moganet.md).
-# Recipe of the official segmentation/configs/upernet/moganet/upernet_moganet_small_512x512_160k_ade20k.py:
-# AdamW 6e-5, wd 0.01, no decay on layer scale / sigma / norms, 1500-iter linear warmup, poly; 8 GPUs x 2.
-_base_ = '../resnet/upernet_r50_4xb4-160k_ade20k-512x512.py'
+# Recipe of the official segmentation/configs/upernet/moganet/
+# upernet_moganet_small_512x512_160k_ade20k.py: AdamW 6e-5, wd 0.01, no decay on layer scale /
+# sigma / norms, 1500-iter linear warmup, poly; 8 GPUs x 2.
+_base_ = '../_base_/upernet_adamw-poly_8xb2-160k_ade20k-512x512.py'
 model = dict(
-    pretrained=None,
     backbone=dict(
         _delete_=True,
         type='mmext.MogaNet',
@@ -14,14 +14,11 @@ model = dict(
         out_indices=(0, 1, 2, 3),
         init_cfg=dict(
             type='Pretrained',
-            checkpoint='https://github.com/Westlake-AI/MogaNet/releases/download/moganet-in1k-weights/moganet_small_sz224_8xbs128_ep300.pth.tar')),
+            checkpoint='https://github.com/Westlake-AI/MogaNet/releases/download/'
+            'moganet-in1k-weights/moganet_small_sz224_8xbs128_ep300.pth.tar')),
     decode_head=dict(in_channels=[64, 128, 320, 512]),
-    auxiliary_head=dict(in_channels=320, in_index=2))
-train_dataloader = dict(batch_size=2)
+    auxiliary_head=dict(in_channels=320))
 optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
     paramwise_cfg=dict(
         norm_decay_mult=0.,
         custom_keys={
@@ -29,7 +26,3 @@ optim_wrapper = dict(
             'scale': dict(decay_mult=0.),
             'norm': dict(decay_mult=0.)
         }))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=1500, end=160000),
-]

@@ -1,10 +1,9 @@
 # UperNet MPViT-S 160k ADE20K 512x512, the official mmseg recipe
 # (youngwanLEE/MPViT semantic_segmentation/configs/mpvit/upernet): SyncBN, drop path 0.2,
 # AdamW 6e-5 / wd 0.01 on every parameter, 1500-iter linear warmup then poly, 8 GPUs x 2.
-_base_ = '../resnet/upernet_r50_4xb4-160k_ade20k-512x512.py'
+_base_ = '../_base_/upernet_adamw-poly_8xb2-160k_ade20k-512x512.py'
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(
-    pretrained=None,
     backbone=dict(
         _delete_=True,
         type='mmext.MPViT',
@@ -17,13 +16,4 @@ model = dict(
             type='Pretrained',
             checkpoint='https://dl.dropbox.com/s/y3dnmmy8h4npz7a/mpvit_small.pth')),
     decode_head=dict(in_channels=[128, 216, 288, 288]),
-    auxiliary_head=dict(in_channels=288, in_index=2))
-train_dataloader = dict(batch_size=2)
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=1500, end=160000),
-]
+    auxiliary_head=dict(in_channels=288))

@@ -1,9 +1,8 @@
 # UperNet MViTv2-T 160k ADE20K. The paper has no segmentation result; this is
 # mmseg's transformer UperNet recipe (Swin: AdamW 6e-5, wd 0.01, 1500-iter
 # warmup, poly, 8 GPUs x 2) with the paper's no-decay groups (norms, rel-pos tables).
-_base_ = '../resnet/upernet_r50_4xb4-160k_ade20k-512x512.py'
+_base_ = '../_base_/upernet_adamw-poly_8xb2-160k_ade20k-512x512.py'
 model = dict(
-    pretrained=None,
     backbone=dict(
         _delete_=True,
         type='mmext.MViTv2',
@@ -14,16 +13,8 @@ model = dict(
             type='Pretrained',
             checkpoint='https://dl.fbaipublicfiles.com/mvit/mvitv2_models/MViTv2_T_in1k.pyth')),
     decode_head=dict(in_channels=[96, 192, 384, 768]),
-    auxiliary_head=dict(in_channels=384, in_index=2))
-train_dataloader = dict(batch_size=2)
+    auxiliary_head=dict(in_channels=384))
 optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
     paramwise_cfg=dict(
         norm_decay_mult=0.,
         custom_keys={'rel_pos_h': dict(decay_mult=0.), 'rel_pos_w': dict(decay_mult=0.)}))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', eta_min=0.0, power=1.0, by_epoch=False, begin=1500, end=160000),
-]

@@ -4,7 +4,7 @@
 _base_ = './retinanet_r50_fpn_1x_coco.py'
 model = dict(
     backbone=dict(
-        type='ResNeXt',
+        type='mmdet.ResNeXt',
         groups=32,
         base_width=4,
         init_cfg=dict(type='Pretrained', checkpoint='open-mmlab://resnext50_32x4d')))

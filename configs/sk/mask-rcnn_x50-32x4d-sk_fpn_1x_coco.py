@@ -3,7 +3,7 @@
 _base_ = '../resnet/mask-rcnn_r50_fpn_1x_coco.py'
 model = dict(
     backbone=dict(
-        type='ResNeXt',
+        type='mmdet.ResNeXt',
         groups=32,
         base_width=4,
         dcn=dict(type='mmext.SKConv'),

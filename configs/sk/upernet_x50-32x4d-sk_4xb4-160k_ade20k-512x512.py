@@ -4,7 +4,7 @@ _base_ = '../resnet/upernet_r50_4xb4-160k_ade20k-512x512.py'
 model = dict(
     pretrained='open-mmlab://resnext50_32x4d',
     backbone=dict(
-        type='ResNeXt',
+        type='mmseg.ResNeXt',
         groups=32,
         base_width=4,
         # The unit's own BNs follow the segmentor's SyncBN.

@@ -1,8 +1,8 @@
 # UperNet with VAN-B2, 160k ADE20K 512x512 (published 50.1 mIoU, VAN paper Table 10).
 # Recipe of the official VAN segmentation code (taken from Swin): AdamW lr 6e-5, betas
 # (0.9, 0.999), weight decay 0.01 (none on params named 'norm'), 1500 linear warm-up iterations then
-# poly, 8 GPUs x 2 images, drop path 0.1.
-_base_ = '../resnet/upernet_r50_4xb4-160k_ade20k-512x512.py'
+# poly, 8 GPUs x 2 images, drop path 0.1: the shared UperNet base, plus VAN's parameter groups.
+_base_ = '../_base_/upernet_adamw-poly_8xb2-160k_ade20k-512x512.py'
 model = dict(
     backbone=dict(
         _delete_=True,
@@ -16,16 +16,7 @@ model = dict(
             checkpoint='https://huggingface.co/Visual-Attention-Network/VAN-Base-original/'
             'resolve/main/van_base_828.pth.tar')),
     decode_head=dict(in_channels=[64, 128, 320, 512]),
-    auxiliary_head=dict(in_channels=320, in_index=2))
-train_dataloader = dict(batch_size=2)
-optim_wrapper = dict(
-    _delete_=True,
-    type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
-    # The official custom key: matches the backbone's norm1/norm2/norm{i}/patch_embed
-    # norms, not the heads' BNs (named 'bn').
-    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.)}))
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
-    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=1500, end=160000),
-]
+    auxiliary_head=dict(in_channels=320))
+# The official custom key: matches the backbone's norm1/norm2/norm{i}/patch_embed
+# norms, not the heads' BNs (named 'bn').
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.)}))

@@ -199,6 +199,41 @@ def _shrink_model_budget(model, task):
         test_cfg.rcnn.max_per_img = 50
 
 
+def fit_schedule(param_scheduler, planned_iters, max_iters):
+    """An iteration-based schedule written for ``planned_iters`` iterations,
+    fitted to ``max_iters``.
+
+    A scheduler that ends with training (``end >= planned_iters``) still
+    does: its ``end``, and ``T_max`` when it has one, become ``max_iters``.
+    One that ends earlier is the warm-up: it takes ``min(100, max_iters // 10)``
+    iterations, and is left out below 2 (mmengine's ``LinearLR`` over a
+    single step lowers the lr and never raises it again; runs this short need
+    no warm-up).
+
+    Args:
+        param_scheduler (list[dict]): schedulers with integer ``begin`` / ``end``
+            in iterations, e.g. ``configs/_base_/schedules/embedded.py``'s.
+        planned_iters (int): the ``train_cfg.max_iters`` they were written for.
+        max_iters (int): the iterations of the run.
+
+    Returns:
+        list[dict]: new scheduler dicts (the input is not changed).
+    """
+    warmup = min(100, max_iters // 10)
+    schedulers = []
+    for sched in copy.deepcopy(list(param_scheduler)):
+        if sched['end'] >= planned_iters:
+            sched['end'] = max_iters
+            if 'T_max' in sched:
+                sched['T_max'] = max_iters
+        elif warmup < 2:
+            continue
+        else:
+            sched['end'] = warmup
+        schedulers.append(sched)
+    return schedulers
+
+
 def embedded_base(task):
     """Path of the embedded-data base of ``task`` (one of :data:`TASKS`)."""
     return osp.join(configs_root(), '_base_', 'datasets', f'embedded_{task}.py')
@@ -265,12 +300,15 @@ def to_embedded(cfg, preset='demo', data_root=None, keep_pretrained=False, cfg_o
 
     if cfg.get('tta_pipeline'):
         _resize_tta(cfg.tta_pipeline, full_test_scale, settings['scale'])
-    cfg.train_cfg.max_iters = settings['max_iters']
-    cfg.optim_wrapper.optimizer.lr = settings['lr']
+    # The preset's values over the schedule file's (the demo RetinaNet run's).
+    cfg.merge_from_dict({
+        'train_cfg.max_iters': settings['max_iters'],
+        'train_cfg.val_interval': settings['val_interval'],
+        'default_hooks.checkpoint.interval': settings['val_interval'],
+        'optim_wrapper.optimizer.lr': settings['lr'],
+    })
     if paramwise_cfg:
         cfg.optim_wrapper.paramwise_cfg = paramwise_cfg
-    cfg.train_cfg.val_interval = settings['val_interval']
-    cfg.default_hooks.checkpoint.interval = settings['val_interval']
 
     model = cfg.model
     classes = data_cfg.train_dataloader.dataset.metainfo.classes
@@ -294,21 +332,10 @@ def to_embedded(cfg, preset='demo', data_root=None, keep_pretrained=False, cfg_o
     cfg.custom_hooks = hooks + [dict(type='mmext.TrainingCurveHook')]
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    max_iters = cfg.train_cfg.max_iters
-    warmup = min(100, max_iters // 10)
-    schedulers = []
-    for sched in cfg.param_scheduler:
-        if sched.get('end') == 'warmup_iters':
-            if warmup < 2:
-                # mmengine's LinearLR over a single step lowers the lr and never
-                # raises it again; runs this short need no warm-up anyway.
-                continue
-            sched['end'] = warmup
-        for key in ('end', 'T_max'):
-            if sched.get(key) == 'max_iters':
-                sched[key] = max_iters
-        schedulers.append(sched)
-    cfg.param_scheduler = schedulers
+    # A schedule the user gives in cfg_options is taken as written.
+    if not any(str(k).split('.')[0] == 'param_scheduler' for k in cfg_options or {}):
+        cfg.param_scheduler = fit_schedule(cfg.param_scheduler, sched_cfg.train_cfg.max_iters,
+                                           cfg.train_cfg.max_iters)
     # Recorded so tools and the checkpoint meta tell an embedded run apart.
     cfg.embedded = dict(task=task, preset=preset, data_root=data_root)
     return cfg

@@ -124,3 +124,55 @@ def test_official_checkpoint_loads(tmp_path):
     check_official_checkpoint(
         functools.partial(VAN, arch='b0'), to_official, tmp_path, 'VAN', 'b0',
         classifier={'head.weight': torch.zeros(1000, 256), 'head.bias': torch.zeros(1000)})
+
+
+def _official_forward(model, x):
+    """The official classification code's stage computation, written out with
+    torch.nn.functional on NCHW-contiguous tensors (the stage norm on the
+    flattened (N, HW, C) tokens), independent of VAN.forward's memory layout."""
+
+    def bn(m, t):
+        return F.batch_norm(t, m.running_mean, m.running_var, m.weight, m.bias, False, 0., m.eps)
+
+    def conv(m, t):
+        return F.conv2d(t, m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups)
+
+    outs = []
+    for i in range(4):
+        embed = getattr(model, f'patch_embed{i + 1}')
+        x = bn(embed.norm, conv(embed.proj, x))
+        for blk in getattr(model, f'block{i + 1}'):
+            a, lka = blk.attn, blk.attn.spatial_gating_unit
+            y = F.gelu(conv(a.proj_1, bn(blk.norm1, x)))
+            y = conv(a.proj_2, y * conv(lka.conv1, conv(lka.conv_spatial, conv(lka.conv0, y))))
+            x = x + blk.layer_scale_1[:, None, None] * (y + bn(blk.norm1, x))
+            m = blk.mlp
+            y = conv(m.fc2, F.gelu(conv(m.dwconv.dwconv, conv(m.fc1, bn(blk.norm2, x)))))
+            x = x + blk.layer_scale_2[:, None, None] * y
+        n, c, h, w = x.shape
+        norm = getattr(model, f'norm{i + 1}')
+        tokens = F.layer_norm(x.flatten(2).transpose(1, 2), (c, ), norm.weight, norm.bias, norm.eps)
+        x = tokens.transpose(1, 2).reshape(n, c, h, w).contiguous()
+        outs.append(x)
+    return outs
+
+
+def test_forward_matches_the_official_computation():
+    """VAN.forward runs its stages in channels-last memory on CPU (speed);
+    the features must be the official computation's, NCHW-contiguous."""
+    torch.manual_seed(0)
+    model = VAN(arch=dict(embed_dims=[8, 16, 24, 32], depths=[2, 1, 1, 1],
+                          mlp_ratios=[8, 8, 4, 4])).eval()
+    for m in model.modules():  # non-trivial BN statistics and affine parameters
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.normal_(1, 0.2)
+        if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.LayerNorm)):
+            m.bias.data.normal_(0, 0.2)
+    x = torch.randn(2, 3, 45, 37)
+    with torch.no_grad():
+        outs, expected = model(x), _official_forward(model, x)
+    for out, exp in zip(outs, expected):
+        assert out.is_contiguous()
+        torch.testing.assert_close(out, exp, rtol=1e-4, atol=1e-5)

@@ -5,6 +5,7 @@ One real 2-iteration smoke run through compare.py (which also builds its
 leaderboard); the other runs are written in mmengine's work-dir format:
 two seeds of a segmentation config (aggregated) and a crashed run (listed).
 """
+import importlib.util
 import json
 import os.path as osp
 import shutil
@@ -14,8 +15,13 @@ import pytest
 import yaml
 from conftest import CONFIGS, ROOT, run_tool
 
-from mmext.analysis import model_zoo as mz
 from mmext.analysis.leaderboard import build_leaderboard, find_runs, local_run_set, read_run
+
+# The model-zoo generator (.dev_scripts/, not a package) reads compare's run sets.
+_spec = importlib.util.spec_from_file_location('dev_model_zoo',
+                                               osp.join(ROOT, '.dev_scripts', 'model_zoo.py'))
+mz = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mz)
 
 COMPARE = osp.join(ROOT, 'tools', 'analysis_tools', 'compare.py')
 LEADERBOARD = osp.join(ROOT, 'tools', 'analysis_tools', 'leaderboard.py')
@@ -47,8 +53,15 @@ embedded = dict(task='ade20k', preset='smoke', data_root='data/embedded')
 """
 
 
-def fake_run(work_dir, seed, mious, crash=False, stamp='20261123_100000'):
-    """A work dir as tools/train.py leaves it: dumped config, log, scalars."""
+def cells(line):
+    """The cells of a Markdown table row, stripped of their padding."""
+    return [c.strip() for c in line.strip().strip('|').split(' | ')]
+
+
+def fake_run(work_dir, seed, mious, crash=False, stamp='20261123_100000', log_metrics=None):
+    """A work dir as tools/train.py leaves it: dumped config, log, scalars.
+    ``log_metrics`` puts other mIoU values into the log's val lines than
+    scalars.json has (the leaderboard must read scalars.json)."""
     log_dir = work_dir / stamp
     (log_dir / 'vis_data').mkdir(parents=True)
     (work_dir / SEG_NAME).write_text(DUMPED.format(seed=seed))
@@ -58,9 +71,10 @@ def fake_run(work_dir, seed, mious, crash=False, stamp='20261123_100000'):
         it = 2 * (i + 1)
         rows.append(dict(loss=2.0 / it, lr=1e-3, iter=it, step=it))
         rows.append(dict(aAcc=80.0, mIoU=miou, mAcc=30.0, step=it))
+        logged = (log_metrics or mious)[i]
         log += (f'2026/11/23 10:00:0{i + 2} - mmengine - INFO - Saving checkpoint at {it} '
                 f'iterations\n2026/11/23 10:00:0{i + 2} - mmengine - INFO - Iter(val) [4/4]'
-                f'    aAcc: 80.0000  mIoU: {miou:.4f}  mAcc: 30.0000\n')
+                f'    aAcc: 80.0000  mIoU: {logged:.4f}  mAcc: 30.0000\n')
     if crash:
         log += ('Traceback (most recent call last):\n  File "train.py", line 1, in <module>\n'
                 'RuntimeError: CUDA out of memory (synthetic)\n')
@@ -94,23 +108,23 @@ def test_compare_one_command(compared):
     for name in ('leaderboard.md', 'accuracy_vs_flops.png', 'curves.png'):
         assert (board / name).stat().st_size > 0
     md = (board / 'leaderboard.md').read_text()
-    row = next(line for line in md.splitlines() if line.startswith('| RetinaNet'))
-    cells = [c.strip() for c in row.strip('|').split('|')]
+    row = cells(next(line for line in md.splitlines() if line.startswith('| RetinaNet')))
     # method, backbone, design, params (M) from backbone_cost, FLOPs (G), latency
-    assert cells[:3] == ['RetinaNet', 'ResNet-18', 'resnet']
-    assert float(cells[3]) == pytest.approx(11.18, abs=0.01)  # ResNet-18 without the fc
-    assert float(cells[4]) > 1.0 and cells[5] == '-'
-    assert 'retinanet_r18_fpn-c128_1x_coco.py' in cells[-1]
+    assert row[:3] == ['RetinaNet', 'ResNet-18', 'resnet']
+    assert float(row[3]) == pytest.approx(11.18, abs=0.01)  # ResNet-18 without the fc
+    assert float(row[4]) > 1.0 and row[5] == '-'
+    assert 'retinanet_r18_fpn-c128_1x_coco.py' in row[-1]
     run = read_run(str(run_dir))
     assert run.status == 'finished' and run.seed == 3 and run.last_iter == 2
     assert 'box AP' in run.final and 'PyTorch' in run.environment
-    # The model-zoo page of the compared config, with this run as its local figure.
+    # The run set for the model zoo (.dev_scripts/model_zoo.py --record), and
+    # the page of the compared config with this run as its local figure.
     rel = 'configs/resnet/retinanet_r18_fpn-c128_1x_coco.py'
     (local, ) = mz.validate_local(yaml.safe_load((board / 'local_results.yml').read_text()),
                                   mz.list_configs())
     assert local['seed'] == '3' and 'smoke' in local['command'] and local['commit']
     assert local['results'] == {rel: {k: round(v, 2) for k, v in run.final.items()}}
-    page = (board / 'model_zoo.md').read_text()
+    page = mz.generate(local_file=str(board / 'local_results.yml'), configs=[rel])
     assert page.startswith('# Model zoo') and '### resnet: RetinaNet' in page
     assert f'box AP {run.final["box AP"]:.2f} [L1](#local-runs)' in page
     assert page.count('](../configs/') == 1  # the compared config only
@@ -136,16 +150,17 @@ def test_leaderboard_aggregates_seeds_and_lists_crashes(compared, tmp_path):
                       'seg_half': 'unfinished', 'nowhere': 'missing'}
     assert len(result['entries']) == 2
     md = (out / 'leaderboard.md').read_text()
-    row = next(line for line in md.splitlines() if line.startswith('| UPerHead'))
-    cells = [c.strip() for c in row.strip('|').split('|')]
-    assert cells[1:5] == ['ResNetV1c-18', 'resnet', '11.20', '2.06']
-    assert cells[8] == '32.00 ± 2.83'  # final mIoU of seeds 0 and 1: 30, 34
-    assert cells[9] == 'mIoU 34.00' and cells[10] == '2' and cells[11] == '0, 1'
-    assert SEG_NAME in cells[12]
-    problems = md.split('## Missing, crashed or unfinished runs')[1]
-    assert 'seg_crash` | crashed | RuntimeError: CUDA out of memory (synthetic)' in problems
-    assert 'seg_half` | unfinished | stopped at iteration 2 of 4' in problems
-    assert 'nowhere` | missing' in problems
+    row = cells(next(line for line in md.splitlines() if line.startswith('| UPerHead')))
+    assert row[1:5] == ['ResNetV1c-18', 'resnet', '11.20', '2.06']
+    assert row[8] == '32.00 ± 2.83'  # final mIoU of seeds 0 and 1: 30, 34
+    assert row[9] == 'mIoU 34.00' and row[10] == '2' and row[11] == '0, 1'
+    assert SEG_NAME in row[12]
+    problems = {cells(line)[0].strip('`').split('/')[-1]: cells(line)[1:]
+                for line in md.split('## Missing, crashed or unfinished runs')[1].splitlines()
+                if line.startswith('| `')}
+    assert problems['seg_crash'] == ['crashed', 'RuntimeError: CUDA out of memory (synthetic)']
+    assert problems['seg_half'] == ['unfinished', 'stopped at iteration 2 of 4']
+    assert problems['nowhere'][0] == 'missing'
     assert (out / 'accuracy_vs_flops.png').stat().st_size > 0
     assert (out / 'curves.png').stat().st_size > 0
     assert len(find_runs([str(runs)])) == 5  # a parent folder finds the runs below it
@@ -161,12 +176,25 @@ def test_leaderboard_aggregates_seeds_and_lists_crashes(compared, tmp_path):
         entry['results']
 
 
+def test_metrics_come_from_scalars_json(tmp_path):
+    # The log's val lines say otherwise; mmengine's scalars.json is read.
+    run = read_run(str(fake_run(tmp_path / 'a', 0, [20.0, 30.0], log_metrics=[1.0, 2.0])))
+    assert run.status == 'finished' and run.final == {'mIoU': 30.0}
+    assert run.val_curve == {'mIoU': [(2, 20.0), (4, 30.0)]} and run.best == {'mIoU': 30.0}
+    assert run.losses == [(2, 1.0), (4, 0.5)] and run.last_iter == 4 and run.max_iters == 4
+    # Without scalars.json there are no metrics, whatever the log says.
+    (tmp_path / 'a' / '20261123_100000' / 'vis_data' / 'scalars.json').unlink()
+    run = read_run(str(tmp_path / 'a'))
+    assert run.final == {} and run.status == 'unfinished'
+
+
 def test_leaderboard_cli(tmp_path):
     fake_run(tmp_path / 'runs' / 'a', 0, [20.0, 30.0])
     proc = run_tool(LEADERBOARD, str(tmp_path / 'runs'), '--out', str(tmp_path / 'lb'),
                     '--no-costs')
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert '| UPerHead (EncoderDecoder) | ResNetV1c-18 | resnet | - | - | - |' in proc.stdout
+    row = cells(next(ln for ln in proc.stdout.splitlines() if ln.startswith('| UPerHead')))
+    assert row[:6] == ['UPerHead (EncoderDecoder)', 'ResNetV1c-18', 'resnet', '-', '-', '-']
     proc = run_tool(LEADERBOARD, str(tmp_path / 'empty'), '--out', str(tmp_path / 'lb2'))
     assert proc.returncode == 0  # listed as missing, not an error
     assert 'missing' in proc.stdout

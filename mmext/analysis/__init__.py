@@ -1,10 +1,7 @@
-"""Analysis: FLOP counting, parameter / FLOP reports of configs, the speed
-benchmark, the leaderboard and the generated docs (model zoo, cost tables)."""
-from .backbone_costs import (BackboneCost, backbone_cost, check_docs, marker_configs,
-                             render_table, update_docs, update_markdown)
-from .flops import OP_HANDLES, FlopCount, count_flops
-from .model_complexity import Complexity, model_complexity
-
-__all__ = ['BackboneCost', 'backbone_cost', 'render_table', 'marker_configs', 'update_markdown',
-           'update_docs', 'check_docs', 'OP_HANDLES', 'FlopCount', 'count_flops', 'Complexity',
-           'model_complexity']
+"""Analysis: FLOP counting (``flops``), parameter / FLOP reports of configs
+(``model_complexity``, ``backbone_costs``), the speed benchmark, the
+leaderboard of training runs, attention maps and dataset browsing; the
+``tools/analysis_tools/`` scripts are their command lines. The docs generators
+(model zoo, cost tables) are repository maintenance and live in
+``.dev_scripts/``. Submodules are imported by name: each pulls in only what
+it needs."""

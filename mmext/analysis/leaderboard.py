@@ -3,14 +3,16 @@ FLOPs plot and the training curves side by side.
 
 A *run* is a work dir as ``tools/train.py`` leaves it (mmengine layout)::
 
-    work_dir/<config_name>.py                  the dumped config
-    work_dir/<timestamp>/<timestamp>.log       log (environment header, val lines)
-    work_dir/<timestamp>/vis_data/scalars.json one json dict per logged step
+    work_dir/<config_name>.py                  the dumped config (model, schedule, seed)
+    work_dir/<timestamp>/<timestamp>.log       log (only its environment header is read)
+    work_dir/<timestamp>/vis_data/scalars.json one json dict per logged step: losses and
+                                               validation metrics, as mmengine wrote them
     work_dir/iter_<N>.pth                      checkpoints
     work_dir/run.json                          written by tools/analysis_tools/compare.py
     work_dir/train.out, ../<name>.out          captured stdout/stderr (optional)
 
-Runs of one config (same config file, preset and schedule) with different
+Metrics come from ``scalars.json`` and the schedule from the dumped config,
+never from log text. Runs of one config (same config file, preset and schedule) with different
 seeds form one row: the final metrics are shown as mean +- std over the runs.
 Runs without metrics, with a traceback or that stopped before ``max_iters``
 are listed in their own section with the reason, never dropped.
@@ -28,7 +30,8 @@ import statistics
 
 from mmext.utils.errors import MMExtError
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from .model_complexity import format_gflops, format_mparams, markdown_table
+
 TIMESTAMP = re.compile(r'^\d{8}_\d{6}$')
 # (leaderboard column, mmengine metric keys in order of preference, scale to %)
 METRICS = (
@@ -36,8 +39,6 @@ METRICS = (
     ('mask AP', ('coco/segm_mAP', 'segm_mAP'), 100.0),
     ('mIoU', ('mIoU', ), 1.0),
 )
-_VAL_LINE = re.compile(r'Iter\(val\) \[(\d+)/(\d+)\]\s+(.*)$')
-_KV = re.compile(r'([\w/.]+): (-?[\d.]+(?:e-?\d+)?)')
 
 
 @dataclasses.dataclass
@@ -119,13 +120,23 @@ def find_runs(patterns):
     return out
 
 
+def configs_parent():
+    """The folder whose ``configs/`` are mmext's configs: the checkout of an
+    editable install (``mmext/.mim/configs`` links there), ``mmext/.mim`` of
+    a wheel. Runs name their config relative to it (``configs/<design>/...``).
+    """
+    from mmext.utils.embedded import configs_root
+    return osp.dirname(osp.realpath(configs_root()))
+
+
 def _latest_log_dir(work_dir):
-    """The newest timestamp folder with a training log (tools/test.py adds
-    timestamp folders too; a resumed run's latest folder has the end)."""
+    """The newest timestamp folder whose scalars.json has training steps
+    (tools/test.py adds timestamp folders too; a resumed run's latest folder
+    has the end); else the newest one."""
     stamps = sorted((d for d in os.listdir(work_dir) if TIMESTAMP.match(d)), reverse=True)
     for d in stamps:
-        log = _read(osp.join(work_dir, d, f'{d}.log'))
-        if 'Iter(train)' in log or 'Saving checkpoint' in log or 'Checkpoints will be' in log:
+        if any('loss' in row for row in _scalars(osp.join(work_dir, d, 'vis_data',
+                                                          'scalars.json'))):
             return osp.join(work_dir, d)
     return osp.join(work_dir, stamps[0]) if stamps else None
 
@@ -170,25 +181,15 @@ def _metric_of(entry):
     return out
 
 
-def _val_from_log(log):
-    """Validation results from the final ``Iter(val) [n/n]`` lines of a log
-    (when scalars.json is missing)."""
-    entries = []
-    for line in log.splitlines():
-        m = _VAL_LINE.search(line)
-        if m and m.group(1) == m.group(2):
-            entries.append({k: float(v) for k, v in _KV.findall(m.group(3))})
-    return entries
-
-
-def _source_config(run, dumped):
-    """The config under configs/ that the run was made from: run.json's, else
-    the configs/**/<name>.py with the dumped config's name."""
+def _source_config(dumped):
+    """The mmext config the run was made from (``configs/<design>/...``): the
+    one with the dumped config's file name, if any."""
     name = osp.basename(dumped) if dumped else None
     if name:
-        hits = sorted(glob.glob(osp.join(ROOT, 'configs', '**', name), recursive=True))
+        parent = configs_parent()
+        hits = sorted(glob.glob(osp.join(parent, 'configs', '**', name), recursive=True))
         if hits:
-            return osp.relpath(hits[0], ROOT)
+            return osp.relpath(hits[0], parent)
     return None
 
 
@@ -241,7 +242,7 @@ def read_run(work_dir):
             meta = {}
     dumped = sorted(glob.glob(osp.join(work_dir, '*.py')))
     run.dumped_config = dumped[0] if dumped else None
-    run.config = meta.get('config') or _source_config(run, run.dumped_config)
+    run.config = meta.get('config') or _source_config(run.dumped_config)
     run.preset = meta.get('embedded')
     run.seed = meta.get('seed')
 
@@ -265,19 +266,17 @@ def read_run(work_dir):
     outs = [_read(osp.join(work_dir, 'train.out')), _read(work_dir.rstrip('/') + '.out')]
     run.environment = _environment(log)
     if run.seed is None:
+        # A config without a seed: the runner drew one and logged it.
         m = re.search(r'^\s*seed: (\S+)$', log, re.M)
         run.seed = m.group(1) if m else None
 
     rows = _scalars(osp.join(log_dir, 'vis_data', 'scalars.json')) if log_dir else []
     train = [r for r in rows if 'loss' in r]
     vals = [r for r in rows if _metric_of(r)]
-    if not vals:
-        vals = [e for e in _val_from_log(log) if _metric_of(e)]
     run.losses = [(r.get('iter', r.get('step')), r['loss']) for r in train]
     iters = [r.get('iter', r.get('step')) for r in train]
-    saved = [int(m) for m in re.findall(r'Saving checkpoint at (\d+) iterations', log)]
-    saved += [int(m) for f in glob.glob(osp.join(work_dir, 'iter_*.pth'))
-              for m in re.findall(r'iter_(\d+)\.pth$', f)]
+    saved = [int(m) for f in glob.glob(osp.join(work_dir, 'iter_*.pth'))
+             for m in re.findall(r'iter_(\d+)\.pth$', f)]
     run.last_iter = max([i for i in iters + saved if isinstance(i, int)], default=None)
     for v in vals:
         for col, value in _metric_of(v).items():
@@ -304,7 +303,7 @@ def read_run(work_dir):
         run.status = 'unfinished'
         run.reason = f'stopped at iteration {run.last_iter or 0} of {run.max_iters}'
     elif not run.final:
-        run.status, run.reason = 'unfinished', 'no validation metrics in the log'
+        run.status, run.reason = 'unfinished', 'no validation metrics in scalars.json'
     else:
         run.status = 'finished'
     return run
@@ -360,7 +359,7 @@ def attach_costs(entries, cost_fn=None):
         from .backbone_costs import backbone_cost
 
         def cost_fn(path):
-            return backbone_cost(path, root=ROOT)
+            return backbone_cost(path, root=configs_parent())
 
     notes = []
     for e in entries:
@@ -390,53 +389,45 @@ def _fmt(stat):
 def _link(config, out_dir):
     if not config:
         return '-'
-    path = config if osp.isabs(config) else osp.join(ROOT, config)
+    path = config if osp.isabs(config) else osp.join(configs_parent(), config)
     rel = osp.relpath(path, out_dir) if out_dir else config
     return f'[{osp.basename(config)}]({rel})'
 
 
 def render_markdown(runs, entries, out_dir=None, notes=(), images=()):
-    lines = ['# Leaderboard', '',
-             'Final validation metrics, mean ± std over the seeds (n runs). Backbone params '
-             'and FLOPs at 1x3x224x224 by mmengine\'s FlopAnalyzer with mmext\'s handles (one '
-             'multiply-add = one FLOP); latency from a benchmark json in the work dir. AP in %.', '',
-             '| method | backbone | design | params (M) | FLOPs (G) | latency (ms) | box AP '
-             '| mask AP | mIoU | best (max over runs) | n | seeds | config |',
-             '|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|']
+    """The leaderboard page: the table of entries, the finished runs, the
+    missing / crashed / unfinished runs with their reason, notes, images."""
+    header = ['method', 'backbone', 'design', 'params (M)', 'FLOPs (G)', 'latency (ms)',
+              *(col for col, _, _ in METRICS), 'best (max over runs)', 'n', 'seeds', 'config']
+    rows = []
     for e in entries:
         r = e.first
         best = ', '.join(f'{col} {max(x.best[col] for x in e.runs if col in x.best):.2f}'
                          for col, _, _ in METRICS if e.stat(col, 'best'))
-        lines.append(
-            f'| {r.method} | {r.backbone} | {e.design} | '
-            f"{f'{r.params / 1e6:.2f}' if r.params is not None else '-'} | "
-            f"{f'{r.flops / 1e9:.2f}' if r.flops is not None else '-'} | "
-            f"{f'{e.latency:.1f}' if e.latency is not None else '-'} | "
-            + ' | '.join(_fmt(e.stat(col)) for col, _, _ in METRICS)
-            + f" | {best or '-'} | {len(e.runs)} | {', '.join(str(x.seed) for x in e.runs)} | "
-            f'{_link(r.config or r.dumped_config, out_dir)} |')
+        rows.append([r.method, r.backbone, e.design,
+                     format_mparams(r.params) if r.params is not None else '-',
+                     format_gflops(r.flops) if r.flops is not None else '-',
+                     f'{e.latency:.1f}' if e.latency is not None else '-',
+                     *(_fmt(e.stat(col)) for col, _, _ in METRICS), best or '-', len(e.runs),
+                     ', '.join(str(x.seed) for x in e.runs),
+                     _link(r.config or r.dumped_config, out_dir)])
     if not entries:
-        lines.append('| (no finished runs) |  |  |  |  |  |  |  |  |  |  |  |  |')
-    lines += ['', '## Runs', '',
-              '| run | status | seed | preset | iters | ' + ' | '.join(
-                  c for c, _, _ in METRICS) + ' | environment |',
-              '|---|---|---:|---|---:|---:|---:|---:|---|']
-    for r in runs:
-        if r.status != 'finished':
-            continue
-        lines.append(
-            f'| `{r.work_dir}` | {r.status} | {r.seed} | {r.preset or "-"} | {r.last_iter} | '
-            + ' | '.join(f'{r.final[c]:.2f}' if c in r.final else '-' for c, _, _ in METRICS)
-            + f' | {r.environment or "-"} |')
-    problems = [r for r in runs if r.status != 'finished']
-    lines += ['', '## Missing, crashed or unfinished runs', '']
-    if problems:
-        lines += ['| run | status | reason |', '|---|---|---|']
-        for r in problems:
-            reason = r.reason.replace('|', '\\|')
-            lines.append(f'| `{r.work_dir}` | {r.status} | {reason} |')
-    else:
-        lines.append('None.')
+        rows.append(['(no finished runs)'] + [''] * (len(header) - 1))
+    run_rows = [[f'`{r.work_dir}`', r.status, r.seed, r.preset or '-', r.last_iter,
+                 *(f'{r.final[c]:.2f}' if c in r.final else '-' for c, _, _ in METRICS),
+                 r.environment or '-'] for r in runs if r.status == 'finished']
+    lines = ['# Leaderboard', '',
+             'Final validation metrics, mean ± std over the seeds (n runs). Backbone params '
+             'and FLOPs at 1x3x224x224 by mmengine\'s FlopAnalyzer with mmext\'s handles (one '
+             'multiply-add = one FLOP); latency from a benchmark json in the work dir. AP in %.', '',
+             markdown_table(header, rows, 'lll' + 'r' * (3 + len(METRICS)) + 'lrll'),
+             '', '## Runs', '',
+             markdown_table(['run', 'status', 'seed', 'preset', 'iters',
+                             *(c for c, _, _ in METRICS), 'environment'], run_rows,
+                            'llrlr' + 'r' * len(METRICS) + 'l'),
+             '', '## Missing, crashed or unfinished runs', '']
+    problems = [[f'`{r.work_dir}`', r.status, r.reason] for r in runs if r.status != 'finished']
+    lines.append(markdown_table(['run', 'status', 'reason'], problems) if problems else 'None.')
     if notes:
         lines += ['', '## Notes', ''] + [f'- {n}' for n in notes]
     if images:
@@ -522,17 +513,19 @@ def _git_commit(root):
     return commit + (' with uncommitted changes' if dirty else '')
 
 
-def local_run_set(entries, command, note='', root=ROOT, date=None):
+def local_run_set(entries, command, note='', date=None):
     """The finished runs of ``entries`` as one run set of the model zoo's
     local-results file (``docs/local_results.yml`` format): date, seeds,
-    machine, commit, command and, per config of the repository, the mean of
-    each final metric over its seeds.
+    machine, commit, command and, per mmext config (``configs/...``), the mean
+    of each final metric over its seeds. ``.dev_scripts/model_zoo.py --record``
+    adds it to the docs.
 
     Returns:
-        dict | None: None when no entry has a repository config with metrics.
+        dict | None: None when no entry has an mmext config with metrics.
     """
     import datetime
     import platform
+    root = configs_parent()
     results, seeds, envs = {}, set(), []
     for e in entries:
         cfg = e.first.config

@@ -23,8 +23,6 @@ import torch
 
 from mmext.utils.errors import MMExtError
 
-from .benchmark import build_subject, parse_reference
-
 #: Default input (H, W) per library: the test scale of mmdet's COCO configs
 #: (1333x800, a 5:3 image) and the crop of mmseg's ADE20K configs.
 DEFAULT_SHAPES = {'mmdet': (800, 1333), 'mmseg': (512, 512)}
@@ -137,6 +135,8 @@ def model_complexity(config, shape=None, backbone_only=False, cfg_options=None, 
         MMExtError: For a bad shape, a timm name, or a model that cannot be
             traced (with the reason).
     """
+    # Imported here: benchmark.py uses this module's formatters.
+    from .benchmark import build_subject, parse_reference
     ref = parse_reference(config, root)
     if ref.kind != 'config':
         raise MMExtError(f'get_flops takes a config file, not a timm model ({ref.label}); '
@@ -200,32 +200,61 @@ def model_complexity(config, shape=None, backbone_only=False, cfg_options=None, 
                       uncounted_ops=tuple(count.uncounted_ops), notes=notes)
 
 
-def _m(n):
-    return f'{n / 1e6:.2f}'
+def format_gflops(flops):
+    """FLOPs as billions with two decimals (``'4.11'`` for 4.107e9), the unit
+    of every FLOPs column of mmext's tables and reports."""
+    return f'{flops / 1e9:.2f}'
 
 
-def _g(n):
-    return f'{n / 1e9:.3f}'
+def format_mparams(params):
+    """Parameters as millions with two decimals."""
+    return f'{params / 1e6:.2f}'
+
+
+def markdown_table(header, rows, align=None):
+    """A GitHub Markdown table by prettytable's MARKDOWN style.
+
+    Args:
+        header (list[str]): Column names.
+        rows (list[list]): Cells (``str()`` of each); ``|`` is escaped and a
+            newline becomes a space, so a cell never breaks the table.
+        align (str, optional): One of ``l`` / ``r`` / ``c`` per column
+            (default: all left).
+
+    Returns:
+        str: The table, without a final newline.
+    """
+    from prettytable import PrettyTable, TableStyle
+
+    def cell(value):
+        return str(value).replace('|', '\\|').replace('\n', ' ')
+
+    table = PrettyTable([cell(h) for h in header])
+    table.set_style(TableStyle.MARKDOWN)
+    for name, a in zip(table.field_names, align or 'l' * len(header)):
+        table.align[name] = a
+    table.add_rows([[cell(v) for v in row] for row in rows])
+    return table.get_string()
 
 
 def render(result):
     """Markdown report of a :class:`Complexity`."""
     h, w = result.shape
-    lines = [f'# {result.config}', '',
-             f'Input 1x3x{h}x{w}, {result.model_type}, eval mode, tensor forward '
-             '(no data preprocessor, no post-processing). One multiply-add = one FLOP.', '',
-             '| module | type | params (M) | FLOPs (G) | share of FLOPs | note |',
-             '|---|---|---:|---:|---:|---|']
+    rows = []
     for r in result.rows + ([result.total] if result.total not in result.rows else []):
         share = f'{100 * r.flops / result.total.flops:.1f}%' if result.total.flops else '-'
         name = f'**{r.name}**' if r is result.total else r.name
-        lines.append(f'| {name} | {r.type} | {_m(r.params)} | {_g(r.flops)} | {share} | '
-                     f'{r.note} |')
-    lines.append('')
+        rows.append([name, r.type, format_mparams(r.params), format_gflops(r.flops), share,
+                     r.note])
+    lines = [f'# {result.config}', '',
+             f'Input 1x3x{h}x{w}, {result.model_type}, eval mode, tensor forward '
+             '(no data preprocessor, no post-processing). One multiply-add = one FLOP.', '',
+             markdown_table(['module', 'type', 'params (M)', 'FLOPs (G)', 'share of FLOPs',
+                             'note'], rows, 'llrrrl'), '']
     added = _mmext_share(result.by_operator)
     if added:
         lines.append('Counted by mmext\'s handles (mmengine has none): ' + ', '.join(
-            f'`{op}` {_g(v)} G' for op, v in added.items()) + '.')
+            f'`{op}` {format_gflops(v)} G' for op, v in added.items()) + '.')
     lines.append('Traced ops without a FLOP handle (counted as 0): '
                  + (', '.join(f'`{op}`' for op in result.uncounted_ops) or 'none') + '.')
     for note in result.notes:

@@ -13,15 +13,11 @@ browses the config's own COCO / ADE20K paths instead. PNGs go to
 otherwise. The work is in ``mmext/analysis/browse_dataset.py``.
 """
 import argparse
-import os.path as osp
 import sys
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)  # run from a checkout
-
-import mmext  # noqa: E402,F401  (stack fixes, the mmext scope)
-from mmext.utils.config import DictAction  # noqa: E402
-from mmext.utils.errors import friendly_errors  # noqa: E402
+import mmext  # noqa: F401  (stack fixes, the mmext scope)
+from mmext.utils.config import DictAction
+from mmext.utils.errors import friendly_errors
 
 
 def parse_args(argv=None):

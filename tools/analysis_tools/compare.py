@@ -10,11 +10,12 @@ WORK_DIR/<config name>/seed<k> (stdout/stderr in train.out, the command and
 exit status in run.json), so a crash of one run does not stop the others; it
 is listed in the leaderboard instead. Runs already finished are skipped unless
 --force. The leaderboard goes to WORK_DIR/leaderboard/ (leaderboard.md, the
-accuracy-vs-FLOPs and training-curve plots), with the model-zoo page of the
-compared configs (model_zoo.md) and its local figures (local_results.yml: date,
-seeds, machine, commit, command, mean final metrics). --record appends those
-figures to docs/local_results.yml and regenerates docs/model_zoo.md. Exit
-status 1 when a run failed.
+accuracy-vs-FLOPs and training-curve plots), with its figures as one run set of
+the model zoo's local results (local_results.yml: date, seeds, machine, commit,
+command, mean final metrics of mmext's configs); in a checkout,
+``python .dev_scripts/model_zoo.py --record WORK_DIR/leaderboard/local_results.yml``
+adds them to docs/local_results.yml and regenerates the docs. Exit status 1
+when a run failed.
 """
 import argparse
 import json
@@ -24,12 +25,7 @@ import subprocess
 import sys
 import time
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)  # run from a checkout
-
-from mmext.utils.errors import MMExtError, friendly_errors  # noqa: E402
-
-TRAIN = osp.join(ROOT, 'tools', 'train.py')
+from mmext.utils.errors import MMExtError, friendly_errors
 
 
 def parse_args(argv=None):
@@ -45,15 +41,16 @@ def parse_args(argv=None):
     parser.add_argument('--force', action='store_true', help='retrain finished runs')
     parser.add_argument('--no-costs', action='store_true',
                         help='leaderboard without backbone params / FLOPs')
-    parser.add_argument('--record', action='store_true',
-                        help='also append the results to docs/local_results.yml and '
-                        'regenerate docs/model_zoo.md and the local-results blocks of docs/')
     return parser.parse_args(argv)
 
 
 def _rel(path):
-    path = osp.abspath(path)
-    return osp.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
+    """An mmext config as ``configs/<design>/...`` (the leaderboard's design
+    column and the model zoo's key), any other config as an absolute path."""
+    from mmext.analysis.leaderboard import configs_parent
+    parent = configs_parent()
+    path = osp.realpath(path)
+    return osp.relpath(path, parent) if path.startswith(parent + os.sep) else path
 
 
 def train_one(config, seed, args):
@@ -66,10 +63,11 @@ def train_one(config, seed, args):
             print(f'[compare] {name} seed {seed}: finished before, skipped', flush=True)
             return 0
     os.makedirs(work_dir, exist_ok=True)
-    cmd = [sys.executable, TRAIN, config, '--embedded', args.embedded, '--work-dir', work_dir,
+    # mmext's train tool of the installed package, as a fresh process.
+    cmd = [sys.executable, '-m', 'mmext', 'train', config, '--embedded', args.embedded, '--work-dir', work_dir,
            '--cfg-options', f'randomness.seed={seed}', *args.cfg_options]
     if args.data_root:
-        cmd[3:3] = ['--data-root', args.data_root]
+        cmd[5:5] = ['--data-root', args.data_root]
     meta = dict(config=_rel(config), seed=seed, embedded=args.embedded,
                 cfg_options=args.cfg_options, command=cmd, returncode=None)
     with open(meta_path, 'w') as f:
@@ -87,10 +85,12 @@ def train_one(config, seed, args):
     return rc
 
 
-def model_zoo_files(result, args):
-    """The model-zoo page of the compared configs with this comparison's
-    local figures (and, with --record, the repository's pages)."""
-    from mmext.analysis import model_zoo
+def local_results_file(result, args):
+    """This comparison's figures as one run set of the model zoo's local
+    results, in WORK_DIR/leaderboard/local_results.yml; [] when no finished
+    run is of an mmext config."""
+    import yaml
+
     from mmext.analysis.leaderboard import local_run_set
     opts = ''.join(f' {o}' for o in args.cfg_options)
     command = (f'python tools/analysis_tools/compare.py CONFIG --embedded {args.embedded} '
@@ -100,28 +100,14 @@ def model_zoo_files(result, args):
     entry = local_run_set(result['entries'], command,
                           note=f'Embedded data ({args.embedded} preset), not COCO or ADE20K')
     if entry is None:
-        print('[compare] no finished run of a repository config: no model-zoo page',
+        print('[compare] no finished run of an mmext config: no local_results.yml',
               file=sys.stderr)
         return []
-    out_dir = osp.join(args.work_dir, 'leaderboard')
-    local_file = osp.join(out_dir, 'local_results.yml')
-    if osp.exists(local_file):
-        os.remove(local_file)
-    model_zoo.append_local_run(entry, local_file, ROOT)
-    page = model_zoo.generate(ROOT, local_file=local_file, configs=list(entry['results']))
-    page_path = osp.join(out_dir, 'model_zoo.md')
-    model_zoo.write_page(page, page_path)
-    files = [local_file, page_path]
-    if args.record:
-        files.append(model_zoo.append_local_run(entry))
-        print('[compare] regenerating docs/model_zoo.md (every config\'s costs)', flush=True)
-        pages = {osp.join(ROOT, model_zoo.PAGE): model_zoo.generate(ROOT)}
-        pages.update(model_zoo.local_pages(ROOT))
-        for path, text in pages.items():
-            if model_zoo.diff_page(text, path):
-                model_zoo.write_page(text, path)
-                files.append(path)
-    return files
+    path = osp.join(args.work_dir, 'leaderboard', 'local_results.yml')
+    item = {k: v for k, v in entry.items() if v not in (None, '')}
+    with open(path, 'w', encoding='utf-8') as f:
+        yaml.safe_dump({'runs': [item]}, f, sort_keys=False, allow_unicode=True, width=100)
+    return [path]
 
 
 def main(argv=None):
@@ -135,7 +121,7 @@ def main(argv=None):
         from mmext.analysis.leaderboard import build_leaderboard
         result = build_leaderboard([args.work_dir], osp.join(args.work_dir, 'leaderboard'),
                                    with_costs=not args.no_costs)
-        result['files'] += model_zoo_files(result, args)
+        result['files'] += local_results_file(result, args)
     with open(result['files'][0], encoding='utf-8') as f:
         print(f.read(), end='')
     print('[compare] wrote ' + ', '.join(result['files']))

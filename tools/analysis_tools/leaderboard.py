@@ -14,12 +14,9 @@ import os.path as osp
 import sys
 import time
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)  # run from a checkout
-
-import mmext  # noqa: E402,F401  (stack fixes)
-from mmext.analysis.leaderboard import build_leaderboard  # noqa: E402
-from mmext.utils.errors import friendly_errors  # noqa: E402
+import mmext  # noqa: F401  (stack fixes)
+from mmext.analysis.leaderboard import build_leaderboard
+from mmext.utils.errors import friendly_errors
 
 
 def parse_args(argv=None):

@@ -1,4 +1,13 @@
-"""``docs/model_zoo.md``: one row per config, generated from the repository.
+"""Generate ``docs/model_zoo.md``: one row per config, from the repository
+(repository maintenance, not part of the mmext package).
+
+    python .dev_scripts/model_zoo.py            # (re)write docs/model_zoo.md
+    python .dev_scripts/model_zoo.py --check    # exit 1 + diff if it is stale
+    python .dev_scripts/model_zoo.py --record work_dirs/compare/leaderboard/local_results.yml
+                                                # add a comparison's figures, then regenerate
+
+The same run also regenerates (or, with --check, checks) the ``local-results``
+blocks of docs/*.md and docs/designs/*.md.
 
 Every config under ``configs/<design>/`` (``configs/_base_`` excluded) gets a
 row, grouped by design folder and then by pipeline (RetinaNet, Mask R-CNN,
@@ -20,24 +29,28 @@ page by hand:
   figure is typed once, in that file.
 
 :func:`render_page` is a pure function of its inputs (rows sorted, fixed
-number formatting), so :func:`check_page` can compare the committed page byte
-for byte. ``tools/analysis_tools/model_zoo.py`` is the command line.
+number formatting), so ``--check`` can compare the committed page byte for
+byte.
 """
+import argparse
 import dataclasses
 import difflib
 import glob
 import json
 import os.path as osp
 import re
+import sys
+import time
 
 from mmext.analysis.backbone_costs import INPUT_SHAPE, backbone_cost
-from mmext.utils.errors import MMExtError
+from mmext.analysis.model_complexity import format_gflops, format_mparams, markdown_table
+from mmext.utils.errors import MMExtError, friendly_errors
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PAGE = osp.join('docs', 'model_zoo.md')
 PUBLISHED_FILE = osp.join('docs', 'published.yml')
 LOCAL_FILE = osp.join('docs', 'local_results.yml')
-TOOL = 'tools/analysis_tools/model_zoo.py'
+TOOL = '.dev_scripts/model_zoo.py'
 
 PIPELINES = ('RetinaNet', 'Mask R-CNN', 'UperNet', 'other')
 # Backbone keys that change neither the parameter count nor the eval-mode
@@ -83,10 +96,9 @@ class Row:
 # configs
 
 
-def list_configs(root=None):
+def list_configs(root=REPO):
     """Config files under ``configs/<design>/`` (any depth), ``_base_``
     folders excluded, sorted, relative to ``root`` with ``/``."""
-    root = root or ROOT
     paths = glob.glob(osp.join(root, 'configs', '*', '**', '*.py'), recursive=True)
     rel = (osp.relpath(p, root).replace(osp.sep, '/') for p in paths)
     return sorted(p for p in rel if '_base_' not in p.split('/'))
@@ -114,12 +126,11 @@ def cost_key(library, backbone_cfg):
     return json.dumps([library, cfg], sort_keys=True, default=repr)
 
 
-def read_config(path, root=None):
+def read_config(path, root=REPO):
     """:class:`ZooConfig` of a repository-relative config path."""
     from mmengine.config import Config
 
     from mmext.utils.config import library_of
-    root = root or ROOT
     try:
         cfg = Config.fromfile(osp.join(root, path))
     except Exception as e:  # a broken config is named, not buried in a traceback
@@ -253,9 +264,8 @@ def validate_local(data, configs, name=LOCAL_FILE):
     return out
 
 
-def load_metadata(configs, root=None, published_file=None, local_file=None):
+def load_metadata(configs, root=REPO, published_file=None, local_file=None):
     """Read and validate both metadata files (missing files are empty)."""
-    root = root or ROOT
     pub_path = published_file or osp.join(root, PUBLISHED_FILE)
     loc_path = local_file or osp.join(root, LOCAL_FILE)
     published = validate_published(_load_mapping(pub_path), configs,
@@ -278,7 +288,7 @@ def build_rows(zoo_configs, published, local, cost_fn=None, progress=None):
             :func:`backbone_cost` at :data:`INPUT_SHAPE` from the repository.
         progress (callable): Called with no argument after each computation.
     """
-    cost_fn = cost_fn or (lambda p: backbone_cost(p, root=ROOT))
+    cost_fn = cost_fn or (lambda p: backbone_cost(p, root=REPO))
     costs = {}
     for zc in sorted(zoo_configs, key=lambda z: z.path):
         if zc.cost_key not in costs:
@@ -305,6 +315,7 @@ def distinct_costs(zoo_configs):
 
 
 def _cell(text):
+    """Text outside a table (markdown_table escapes its cells itself)."""
     return text.replace('|', '\\|').replace('\n', ' ')
 
 
@@ -366,7 +377,7 @@ def render_page(rows, published_name=PUBLISHED_FILE, local_name=LOCAL_FILE, loca
         return f'[P{sources[text]}](#published-sources)'
 
     def published_cell(config, entry):
-        text = f'{_cell(entry["metric"])}: {_cell(entry["value"])} {source_ref(entry["source"])}'
+        text = f'{entry["metric"]}: {entry["value"]} {source_ref(entry["source"])}'
         if entry.get('unverified'):
             unverified.append((config, entry))
             text += f' **unverified** [U{len(unverified)}](#unverified-published-figures)'
@@ -381,19 +392,20 @@ def render_page(rows, published_name=PUBLISHED_FILE, local_name=LOCAL_FILE, loca
             if not group:
                 continue
             out.append(f'### {design}: {pipeline}\n')
-            out.append(f'| config | backbone | params (M, computed) | params + cls (M, computed) '
-                       f'| FLOPs (G, {shape}, computed) | published | local |')
-            out.append('|---|---|---:|---:|---:|---|---|')
+            cells = []
             for r in group:
                 name = r.config.path.split('/')[-1]
                 pub = '<br>'.join(published_cell(r.config.path, e)
                                   for e in r.published) or '-'
                 loc = '<br>'.join(
-                    ', '.join(f'{_cell(str(m))} {_number(v)}' for m, v in metrics.items())
+                    ', '.join(f'{m} {_number(v)}' for m, v in metrics.items())
                     + f' [L{i + 1}](#local-runs)' for i, metrics in r.local) or '-'
-                out.append(f'| [{name}](../{r.config.path}) | {_cell(r.backbone)} | '
-                           f'{r.params / 1e6:.2f} | {r.imagenet_params / 1e6:.2f} | '
-                           f'{r.flops / 1e9:.2f} | {pub} | {loc} |')
+                cells.append([f'[{name}](../{r.config.path})', r.backbone,
+                             format_mparams(r.params), format_mparams(r.imagenet_params),
+                             format_gflops(r.flops), pub, loc])
+            out.append(markdown_table(
+                ['config', 'backbone', 'params (M, computed)', 'params + cls (M, computed)',
+                 f'FLOPs (G, {shape}, computed)', 'published', 'local'], cells, 'llrrrll'))
             out.append('')
     out.append('## Published sources\n')
     if sources:
@@ -453,16 +465,15 @@ def render_local_table(run, index):
     metrics = []
     for values in run['results'].values():
         metrics.extend(m for m in values if m not in metrics)
-    lines = [f'Local (L{index}), {run["date"]}, commit `{run["commit"]}`, seed {run["seed"]}, '
-             f'machine: {run["machine"]}; command: `{run["command"]}`'
-             + (f'. {run["note"]}' if run['note'] else '') + '. Generated from '
-             f'`{LOCAL_FILE}` by `{TOOL}`; not COCO or ADE20K figures.', '',
-             '| design | config | ' + ' | '.join(f'{_cell(str(m))} (local)' for m in metrics)
-             + ' |', '|---|---|' + '---:|' * len(metrics)]
-    for config, values in run['results'].items():
-        cells = [_number(values[m]) if m in values else '-' for m in metrics]
-        lines.append(f'| {config.split("/")[1]} | `{config}` | ' + ' | '.join(cells) + ' |')
-    return '\n'.join(lines) + '\n'
+    rows = [[config.split('/')[1], f'`{config}`',
+             *(_number(values[m]) if m in values else '-' for m in metrics)]
+            for config, values in run['results'].items()]
+    return (f'Local (L{index}), {run["date"]}, commit `{run["commit"]}`, seed {run["seed"]}, '
+            f'machine: {run["machine"]}; command: `{run["command"]}`'
+            + (f'. {run["note"]}' if run['note'] else '') + '. Generated from '
+            f'`{LOCAL_FILE}` by `{TOOL}`; not COCO or ADE20K figures.\n\n'
+            + markdown_table(['design', 'config', *(f'{m} (local)' for m in metrics)], rows,
+                             'll' + 'r' * len(metrics)) + '\n')
 
 
 def update_local_blocks(text, local, name='page'):
@@ -485,10 +496,9 @@ def update_local_blocks(text, local, name='page'):
     return _LOCAL_BLOCK.sub(table, text)
 
 
-def local_pages(root=None, local=None, local_file=None):
+def local_pages(root=REPO, local=None, local_file=None):
     """``{path: regenerated text}`` of the docs pages with local-results
     blocks (other pages are left out)."""
-    root = root or ROOT
     if local is None:
         _, local = load_metadata(list_configs(root), root, local_file=local_file)
     pages = {}
@@ -505,12 +515,11 @@ def local_pages(root=None, local=None, local_file=None):
 # page
 
 
-def generate(root=None, cost_fn=None, progress=None, published_file=None, local_file=None,
+def generate(root=REPO, cost_fn=None, progress=None, published_file=None, local_file=None,
              configs=None):
     """The page for the repository at ``root`` (default: this checkout);
     ``configs`` (repository-relative paths) restricts its rows to a subset,
     e.g. the configs of one comparison."""
-    root = root or ROOT
     paths = list_configs(root)
     if not paths:
         raise MMExtError(f'no configs under {osp.join(root, "configs")}/<design>/')
@@ -521,7 +530,7 @@ def generate(root=None, cost_fn=None, progress=None, published_file=None, local_
             raise MMExtError(f'not configs of the repository: {unknown}')
         paths = [p for p in paths if p in set(configs)]
     zoo_configs = [read_config(p, root) for p in paths]
-    if cost_fn is None and root != ROOT:
+    if cost_fn is None:
         def cost_fn(p):
             return backbone_cost(p, root=root)
     rows = build_rows(zoo_configs, published, local, cost_fn=cost_fn, progress=progress)
@@ -530,7 +539,7 @@ def generate(root=None, cost_fn=None, progress=None, published_file=None, local_
     return render_page(rows, pub_name, loc_name, local)
 
 
-def diff_page(new, page_path, root=None):
+def diff_page(new, page_path, root=REPO):
     """Unified diff of the committed page against ``new`` ('' when equal)."""
     old = ''
     if osp.isfile(page_path):
@@ -538,7 +547,7 @@ def diff_page(new, page_path, root=None):
             old = f.read()
     if old == new:
         return ''
-    rel = osp.relpath(page_path, root or ROOT).replace(osp.sep, '/')
+    rel = osp.relpath(page_path, root).replace(osp.sep, '/')
     diff = ''.join(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
                                         f'a/{rel}', f'b/{rel}'))
     return diff or f'{rel}: differs (line endings or a missing final newline)\n'
@@ -549,12 +558,11 @@ def write_page(new, page_path):
         f.write(new)
 
 
-def append_local_run(entry, local_file=None, root=None):
+def append_local_run(entry, local_file=None, root=REPO):
     """Append one run set (see :func:`mmext.analysis.leaderboard.local_run_set`)
     to the local-results file, keeping its comments; the result is validated
     before it is written."""
     import yaml
-    root = root or ROOT
     path = local_file or osp.join(root, LOCAL_FILE)
     old = ''
     if osp.isfile(path):
@@ -572,3 +580,88 @@ def append_local_run(entry, local_file=None, root=None):
     with open(path, 'w', encoding='utf-8', newline='\n') as f:
         f.write(new)
     return path
+
+
+# --------------------------------------------------------------------------
+# command line
+
+
+def record(run_sets_file, local_file=None, root=REPO):
+    """Append the run sets of ``run_sets_file`` (a ``local_results.yml``
+    that ``tools/analysis_tools/compare.py`` wrote) to the repository's
+    local-results file; returns that file."""
+    data = _load_mapping(run_sets_file)
+    runs = data.get('runs') if isinstance(data, dict) else None
+    if not isinstance(runs, list) or not runs:
+        raise MMExtError(f'{run_sets_file}: expected a mapping with a list under "runs"')
+    for entry in runs:
+        path = append_local_run(entry, local_file, root)
+    return path
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Generate docs/model_zoo.md')
+    parser.add_argument('--check', action='store_true',
+                        help='write nothing; exit 1 and print a diff when the page is stale')
+    parser.add_argument('--out', default=osp.join(REPO, PAGE),
+                        help='the page (default: docs/model_zoo.md)')
+    parser.add_argument('--published', help=f'published figures (default: {PUBLISHED_FILE})')
+    parser.add_argument('--local', help=f'local results (default: {LOCAL_FILE})')
+    parser.add_argument('--record', metavar='RUN_SETS',
+                        help='first append the run sets of a local_results.yml written by '
+                        'tools/analysis_tools/compare.py to the local results')
+    args = parser.parse_args(argv)
+    if args.check and args.record:
+        parser.error('--record writes; it does not go with --check')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.perf_counter()
+    if args.record:
+        print(f'recorded in {osp.relpath(record(args.record, args.local), REPO)}')
+    configs = list_configs()
+    print(f'{len(configs)} configs', file=sys.stderr)
+    bar = None
+
+    def progress():
+        if bar is not None:
+            bar.update()
+
+    zoo_configs = [read_config(p) for p in configs]
+    n = distinct_costs(zoo_configs)
+    print(f'{n} distinct backbones to count', file=sys.stderr)
+    if sys.stderr.isatty():
+        from mmengine.utils import ProgressBar
+        bar = ProgressBar(n, file=sys.stderr)
+    published, local = load_metadata(configs, REPO, args.published, args.local)
+    rows = build_rows(zoo_configs, published, local, progress=progress)
+    pub_name = osp.relpath(args.published or osp.join(REPO, PUBLISHED_FILE), REPO)
+    loc_name = osp.relpath(args.local or osp.join(REPO, LOCAL_FILE), REPO)
+    status = 0
+    pages = {args.out: render_page(rows, pub_name, loc_name, local)}
+    pages.update(local_pages(REPO, local))
+    for path, text in pages.items():
+        rel = osp.relpath(path, REPO)
+        diff = diff_page(text, path)
+        if args.check:
+            if diff:
+                print(diff, end='')
+                print(f'{rel} is stale; run python {TOOL}')
+                status = 1
+            else:
+                print(f'{rel} is current')
+        else:
+            if diff:
+                write_page(text, path)
+            print(f'{"wrote" if diff else "unchanged:"} {rel}')
+    print(f'{len(rows)} configs')
+    sys.stdout.flush()
+    print(f'({time.perf_counter() - start:.1f} s)', file=sys.stderr)
+    return status
+
+
+if __name__ == '__main__':
+    with friendly_errors('model_zoo'):
+        sys.exit(main())

@@ -5,7 +5,9 @@ The backbone is built exactly as the config says (the design under test, at
 full width); only the image size, the iteration count and the width of the
 necks and heads are shrunk so that the whole set fits in CI on two cores.
 """
+import ast
 import glob
+import inspect
 import math
 import os.path as osp
 
@@ -14,7 +16,7 @@ from conftest import CONFIGS
 from mmengine.runner import Runner
 
 from mmext.utils.config import load_config, register_library
-from mmext.utils.embedded import walk_dicts
+from mmext.utils.embedded import to_embedded, walk_dicts
 
 # The baselines are exercised by test_pipelines.py; every other folder is a design.
 DESIGN_CONFIGS = sorted(
@@ -42,9 +44,11 @@ def _shrink_heads(model):
 
 
 def design_cfg(path, data_root, work_dir):
-    cfg = load_config(path, dict(train_cfg=dict(max_iters=2)), embedded='smoke',
-                      data_root=data_root)
-    register_library(cfg)
+    full = load_config(path)
+    register_library(full)
+    _check_segmentor_pretrained(full)
+    cfg = to_embedded(full, preset='smoke', data_root=data_root,
+                      cfg_options=dict(train_cfg=dict(max_iters=2)))
     _shrink_heads(cfg.model)
     cfg.train_dataloader.dataset.indices = 4
     cfg.val_dataloader.dataset.indices = 2
@@ -55,6 +59,56 @@ def design_cfg(path, data_root, work_dir):
     cfg.work_dir = str(work_dir)
     cfg.experiment_name = f'{osp.basename(path)}_{id(cfg)}'
     return cfg
+
+
+def _check_segmentor_pretrained(cfg):
+    """mmseg's EncoderDecoder hands ``model.pretrained`` to the backbone as an
+    argument: a backbone that does not take it fails to build at full scale
+    (the embedded runs drop ``pretrained``, so training would not notice)."""
+    pretrained = cfg.model.get('pretrained')
+    if not pretrained:
+        return
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        cls = MODELS.get(cfg.model.backbone.type)
+    params = inspect.signature(cls).parameters.values()
+    assert any(p.name == 'pretrained' or p.kind == p.VAR_KEYWORD for p in params), (
+        f'model.pretrained={pretrained!r} goes to {cls.__name__}, which takes no `pretrained`: '
+        'set model.pretrained=None and load weights through backbone.init_cfg')
+
+
+UPERNET_RECIPE = osp.join(CONFIGS, '_base_', 'upernet_adamw-poly_8xb2-160k_ade20k-512x512.py')
+
+
+def _base_chain(path):
+    """The config files ``path`` inherits from inside this repository,
+    nearest first (``pkg::`` bases end the chain)."""
+    chain = []
+    while True:
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        bases = [ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                 and any(getattr(t, 'id', None) == '_base_' for t in n.targets)]
+        bases = [b for group in bases for b in ([group] if isinstance(group, str) else group)]
+        local = [b for b in bases if '::' not in b]
+        if not local:
+            return chain
+        path = osp.normpath(osp.join(osp.dirname(path), local[0]))
+        chain.append(path)
+
+
+def test_upernet_designs_take_the_adamw_recipe_from_its_base():
+    """An UperNet design on AdamW + poly inherits the recipe from
+    configs/_base_/ and writes only what its own recipe changes."""
+    upernets = [p for p in DESIGN_CONFIGS if osp.basename(p).startswith('upernet_')]
+    on_recipe = [p for p in upernets if UPERNET_RECIPE in _base_chain(p)]
+    assert len(on_recipe) >= 10
+    for path in upernets:
+        with open(path) as f:
+            text = f.read()
+        if "'AdamW'" in text or "'PolyLR'" in text:
+            assert path in on_recipe, f'{path} restates the UperNet AdamW + poly recipe'
 
 
 def test_every_design_folder_has_the_three_pipelines():

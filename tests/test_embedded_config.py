@@ -6,7 +6,7 @@ from conftest import CONFIGS, PIPELINES
 from mmengine.config import Config
 
 from mmext.datasets.embedded import ADE_CLASSES, CLASSES
-from mmext.utils.embedded import detect_task, embedded_base, to_embedded
+from mmext.utils.embedded import detect_task, embedded_base, fit_schedule, to_embedded
 
 FULL_SCALE = {
     'coco_detection': osp.join(CONFIGS, 'resnet', 'retinanet_r50_fpn_1x_coco.py'),
@@ -66,6 +66,56 @@ def test_cfg_options_reshape_the_schedule(tmp_path):
                       data_root=str(tmp_path), cfg_options={'train_cfg.max_iters': 300})
     ends = [s['end'] for s in cfg.param_scheduler]
     assert ends == [30, 300]
+    assert cfg.param_scheduler[1].T_max == 300
+    # a schedule given in cfg_options is taken as written
+    mine = [dict(type='ConstantLR', factor=0.5, by_epoch=False, begin=0, end=10)]
+    cfg = to_embedded(Config.fromfile(PIPELINES['retinanet']), preset='demo',
+                      data_root=str(tmp_path),
+                      cfg_options={'train_cfg.max_iters': 300, 'param_scheduler': mine})
+    assert [dict(s) for s in cfg.param_scheduler] == mine
+
+
+# mmengine counts optimizer steps per scheduler; the second one misses the first step.
+@pytest.mark.filterwarnings('ignore:Detected call of `scheduler.step')
+def test_the_embedded_schedule_is_a_config_of_its_own():
+    """configs/_base_/schedules/embedded.py builds as it is (numbers, not
+    placeholders): its optimizer and schedulers step through its iterations."""
+    import torch
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import PARAM_SCHEDULERS
+
+    sched = Config.fromfile(osp.join(CONFIGS, '_base_', 'schedules', 'embedded.py'))
+    max_iters = sched.train_cfg.max_iters
+    assert isinstance(max_iters, int) and isinstance(sched.train_cfg.val_interval, int)
+    assert isinstance(sched.default_hooks.checkpoint.interval, int)
+    wrapper = build_optim_wrapper(torch.nn.Linear(2, 2), sched.optim_wrapper)
+    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=wrapper))
+                  for s in sched.param_scheduler]
+    lrs = []
+    for _ in range(max_iters):
+        lrs.append(wrapper.get_lr()['lr'][0])
+        wrapper.optimizer.step()
+        for s in schedulers:
+            s.step()
+    base = sched.optim_wrapper.optimizer.lr
+    assert lrs[0] == pytest.approx(0.01 * base)  # warm-up from 1% of the lr
+    assert max(lrs) <= base and lrs.index(max(lrs)) <= sched.param_scheduler[0].end
+    assert lrs[-1] < 0.02 * base  # cosine decay to 1% at the end
+    # fitted to its own length, the file's schedule is unchanged
+    assert fit_schedule(sched.param_scheduler, max_iters, max_iters) == sched.param_scheduler
+
+
+def test_the_presets_fit_the_schedule_to_their_length(tmp_path):
+    demo = to_embedded(Config.fromfile(FULL_SCALE['ade20k']), preset='demo',
+                       data_root=str(tmp_path))
+    assert demo.train_cfg.max_iters == 400
+    assert [(s.type, s.end) for s in demo.param_scheduler] == [('LinearLR', 40),
+                                                               ('CosineAnnealingLR', 400)]
+    smoke = to_embedded(Config.fromfile(FULL_SCALE['ade20k']), preset='smoke',
+                        data_root=str(tmp_path))
+    # 4 iterations: no warm-up (a one-step LinearLR would never restore the lr)
+    assert [(s.type, s.end, s.T_max) for s in smoke.param_scheduler] == [
+        ('CosineAnnealingLR', 4, 4)]
 
 
 def test_embedded_bases_list_the_generator_classes():

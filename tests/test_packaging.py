@@ -21,8 +21,9 @@ from mmengine.config import Config
 
 from mmext.utils.errors import MMExtError
 
+# What a checkout has (docs aside), .dev_scripts/ included to see it stay out of the wheel.
 SOURCES = ('setup.py', 'setup.cfg', 'pyproject.toml', 'MANIFEST.in', 'README.md', 'mmext',
-           'configs', 'tools')
+           'configs', 'tools', '.dev_scripts')
 
 
 def _run(args, cwd, env=None, timeout=600):
@@ -73,6 +74,8 @@ def test_the_wheel_carries_every_config_and_the_command(wheel_install):
     assert not missing
     assert {'mmext/.mim/tools/train.py', 'mmext/.mim/tools/test.py',
             'mmext/.mim/tools/image_demo.py', 'mmext/tools/train.py'} <= names
+    # Repository maintenance (the docs generators of .dev_scripts/) stays out.
+    assert not [n for n in names if 'dev_scripts' in n or 'model_zoo' in n], names
     assert 'mmext = mmext.__main__:main' in entry_points
 
 

@@ -11,7 +11,7 @@ from mmengine.analysis import FlopAnalyzer
 from timm.models import mvitv2 as timm_mvitv2
 
 from mmext.analysis.flops import count_flops
-from mmext.models.backbones.mvitv2 import MViTv2, resize_rel_pos
+from mmext.models.backbones.mvitv2 import MViTv2, resize_rel_pos, resized_rel_pos
 from mmext.registry import MODELS
 
 CHANNELS = (96, 192, 384, 768)
@@ -135,6 +135,26 @@ def test_resize_rel_pos():
     out = resize_rel_pos(table, 9)
     assert out.shape == (9, 3)
     torch.testing.assert_close(out[4], table[2])  # the zero offset stays central
+
+
+def test_resized_tables_reused_only_while_the_table_is_unchanged():
+    table = torch.nn.Parameter(torch.randn(5, 3))
+    with torch.no_grad():
+        first = resized_rel_pos(table, 9)
+        assert resized_rel_pos(table, 9) is first  # inference at a repeated size
+    torch.testing.assert_close(first, resize_rel_pos(table.detach(), 9))
+    table.grad = torch.ones_like(table)
+    torch.optim.SGD([table], lr=1.).step()  # an in-place update: a new table
+    with torch.no_grad():
+        after = resized_rel_pos(table, 9)
+    assert after is not first
+    torch.testing.assert_close(after, resize_rel_pos(table.detach(), 9))
+    # While autograd records, every call resizes, so the gradient reaches the table.
+    table.grad = None
+    resized = resized_rel_pos(table, 9)
+    assert resized is not after and resized.grad_fn is not None
+    resized.sum().backward()
+    assert table.grad is not None and table.grad.abs().sum() > 0
 
 
 def to_official(sd, depths=(1, 2, 5, 2)):

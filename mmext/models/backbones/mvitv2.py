@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.models import mvitv2 as timm_mvitv2
+from torch.utils.weak import WeakIdKeyDictionary
 
 from mmext.registry import MODELS
 from .base_backbone import DenseBackbone, checkpoint_call
@@ -38,6 +39,36 @@ def resize_rel_pos(table, length):
         return table
     resized = F.interpolate(table.t().unsqueeze(0), size=length, mode='linear')
     return resized.squeeze(0).t()
+
+
+# Resized tables for inference, per stored table (weakly held, so a dropped
+# model drops its entries): {length: ((data_ptr, _version), resized)}.
+_RESIZED_TABLES = WeakIdKeyDictionary()
+
+
+def resized_rel_pos(table, length):
+    """:func:`resize_rel_pos`, reused across calls while autograd does not
+    record (inference at a repeated input size).
+
+    The result is kept per ``(table, length)`` and reused only while the
+    table's storage and version counter are those it was computed from; every
+    in-place update (optimizer step, ``load_state_dict``, ``torch.no_grad``
+    edits) bumps the counter and forces a recomputation. Edits through
+    ``table.data`` bypass the counter and are not seen. When autograd records
+    (training), the table is resized on every call: the resize is part of the
+    graph that carries the gradient to the stored table.
+    """
+    if table.shape[0] == length:
+        return table
+    if torch.is_grad_enabled() and table.requires_grad or torch.jit.is_tracing():
+        return resize_rel_pos(table, length)
+    stamp = (table.data_ptr(), table._version)
+    entries = _RESIZED_TABLES.setdefault(table, {})
+    hit = entries.get(length)
+    if hit is None or hit[0] != stamp:
+        with torch.no_grad():
+            hit = entries[length] = (stamp, resize_rel_pos(table, length))
+    return hit[1]
 
 
 def _pooled_size(size, pool):
@@ -124,7 +155,7 @@ class MViTv2(DenseBackbone):
             table = getattr(attn, name)
             length = 2 * max(q_size[axis], k_size[axis]) - 1
             if table.shape[0] != length:
-                tables[f'attn.{name}'] = resize_rel_pos(table, length)
+                tables[f'attn.{name}'] = resized_rel_pos(table, length)
         return tables
 
     @staticmethod

@@ -83,6 +83,42 @@ def test_parse_reference(tmp_path):
         bm.parse_reference('no_such_net_xyz')
 
 
+def test_mmpretrain_reference():
+    ref = bm.parse_reference('mmpretrain:VAN:tiny')
+    assert ref == bm.Reference('mmpretrain', 'VAN:tiny') and ref.installed
+    assert ref.label == 'mmpretrain:VAN:tiny'
+    feats = bm.build_subject(ref).model(torch.zeros(1, 3, 64, 64))
+    assert [tuple(f.shape) for f in feats] == [(1, 32, 16, 16), (1, 64, 8, 8), (1, 160, 4, 4),
+                                              (1, 256, 2, 2)]
+    for bad in ('mmpretrain:VAN', 'mmpretrain:ResNet:50'):
+        with pytest.raises(MMExtError, match='mmpretrain:TYPE:ARCH'):
+            bm.parse_reference(bad)
+
+
+def test_listed_references():
+    assert bm.listed_references(dict(type='mmext.VAN', arch='b2')) == ('mmpretrain:VAN:base', )
+    assert bm.listed_references(dict(type='mmext.MViTv2', arch='tiny'))[0] == \
+        'timm:mvitv2_tiny'
+    assert bm.listed_references(dict(type='mmdet.PyramidVisionTransformerV2', embed_dims=32,
+                                     num_layers=[2, 2, 2, 2])) == ('timm:pvt_v2_b0', )
+    assert bm.listed_references(dict(type='mmext.VAN', arch='b5')) == ()
+    assert bm.listed_references(dict(type='ResNet', depth=50)) == ()
+    # every listed spec parses
+    for archs in bm.REFERENCES.values():
+        for specs in archs.values():
+            assert all(bm.parse_reference(spec).kind in bm.KINDS for spec in specs)
+
+
+def test_reference_without_its_package_is_skipped(monkeypatch, capsys):
+    monkeypatch.setitem(bm.KINDS, 'mmpretrain', 'mmext_no_such_package')
+    result = bm.run_benchmark(R18, 'mmpretrain:VAN:tiny', shape=(32, 32), repeats=1, warmup=0,
+                              backbone_only=True, device='cpu', machine=False, progress=False)
+    assert [m.name for m in result.models] == [R18] and result.ratio() is None
+    assert any('mmpretrain:VAN:tiny skipped: mmext_no_such_package is not installed' in n
+               for n in result.notes)
+    assert 'skipped' in capsys.readouterr().err
+
+
 def test_timm_reference_builds_a_backbone():
     s = bm.build_subject(bm.Reference('timm', 'resnet18'))
     feats = s.model.eval()(torch.zeros(1, 3, 32, 32))
@@ -121,3 +157,6 @@ def test_cli_compare_with_timm_and_errors():
     assert body[0][1] == 'backbone ResNet'
     proc = run_tool(TOOL, R18, '--compare', 'no_such_net_xyz', '--no-machine')
     assert proc.returncode == 1 and 'benchmark: error:' in proc.stderr
+    # R18 has no listed reference implementation
+    proc = run_tool(TOOL, R18, '--compare', 'reference', '--no-machine')
+    assert proc.returncode == 1 and 'no reference implementation is listed' in proc.stderr

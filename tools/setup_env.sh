@@ -54,6 +54,9 @@ pip_install setuptools wheel ninja
 pip_install torch torchvision
 # mmseg imports ftfy and regex at start-up without declaring them.
 pip_install mmengine mmdet mmsegmentation ftfy regex timm pycocotools pytest
+# mmpretrain: reference implementations (VAN, HorNet, MViT) for
+# tools/analysis_tools/benchmark.py --compare; mmext itself does not import it.
+pip_install mmpretrain
 
 # ---- mmcv with compiled ops: built once per (mmcv, torch, python, ops kind), then cached
 torch_ver=$("$VPY" -c 'import torch; print(torch.__version__.split("+")[0])')

@@ -1,5 +1,5 @@
 """Speed benchmark: inference latency and training step time of a config, side
-by side with another config or a timm model, against this machine's limits.
+by side with a reference implementation, against this machine's limits.
 
 ``tools/analysis_tools/benchmark.py`` is the command line; everything here
 returns dataclasses and :func:`render` turns a :class:`BenchmarkResult` into a
@@ -18,6 +18,12 @@ What is timed:
   the backbone is timed instead and a note says so. Backbones and timm models
   minimise the mean of their feature maps.
 
+References: a second config, a timm model (``timm:NAME``, ``features_only``)
+or an mmpretrain backbone (``mmpretrain:TYPE:ARCH``, all stage outputs), or
+``reference``: the implementation :data:`REFERENCES` lists for the config's
+backbone. A reference whose package is not installed is skipped with a
+one-line note and the config is timed alone.
+
 Models are run interleaved (A, B, B, A, A, B, ...) on the same inputs so that
 drift of the machine (other processes, clocks) hits both alike. Warm-up
 repeats are excluded; the median and the spread (quartiles and min / max) of
@@ -27,11 +33,13 @@ Machine limit: a large float32 matmul and a 3x3 convolution are timed in the
 same process, and each model's achieved throughput (its FLOP count at the
 same input shape, :func:`mmext.analysis.flops.count_flops`, divided by its
 median latency) is printed as a fraction of them. The count is one FLOP per
-multiply-add (the convention of mmext's docs tables and get_flops.py); throughputs count two FLOPs per multiply-add, as the
-GEMM figure ``2 n^3 / t`` does, so the fractions compare like with like.
+multiply-add (the convention of mmext's docs tables and get_flops.py);
+throughputs count two FLOPs per multiply-add, as the GEMM figure ``2 n^3 / t``
+does, so the fractions compare like with like.
 """
 import copy
 import dataclasses
+import importlib.util
 import math
 import os.path as osp
 import statistics
@@ -45,20 +53,48 @@ from torch import nn
 
 from mmext.utils.errors import MMExtError
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
 
 # --------------------------------------------------------------------------
 # references
+# Reference implementations of mmext's backbones that can be built inside the
+# project, by the config's backbone type (scope dropped): {arch of the config:
+# reference specs, first installed one used}. Each gives the same stage
+# outputs as the mmext backbone (same shapes). The official VAN / HAT-Net /
+# MogaNet code is not a package: VAN's structure is mmpretrain's, HAT-Net and
+# MogaNet have none here.
+REFERENCES = {
+    'VAN': {f'b{i}': (f'mmpretrain:VAN:{a}', ) for i, a in
+            enumerate(('tiny', 'small', 'base', 'large'))},
+    'HorNet': {a: (f'mmpretrain:HorNet:{a}', ) for a in
+               ('tiny', 'small', 'base', 'tiny-gf', 'small-gf', 'base-gf')},
+    'MViTv2': {a: (f'timm:mvitv2_{a}', f'mmpretrain:MViT:{a}') for a in
+               ('tiny', 'small', 'base')},
+    # mmdet's PVTv2 (the PVTv2 configs' backbone) by its stage widths and depths.
+    'PyramidVisionTransformerV2': {
+        (32, (2, 2, 2, 2)): ('timm:pvt_v2_b0', ), (64, (2, 2, 2, 2)): ('timm:pvt_v2_b1', ),
+        (64, (3, 4, 6, 3)): ('timm:pvt_v2_b2', ), (64, (3, 4, 18, 3)): ('timm:pvt_v2_b3', ),
+        (64, (3, 8, 27, 3)): ('timm:pvt_v2_b4', ), (64, (3, 6, 40, 3)): ('timm:pvt_v2_b5', )},
+}
+# mmpretrain backbones' arguments that return every stage's (N, C, H, W) map.
+MMPRETRAIN_STAGE_OUTPUTS = {
+    'VAN': dict(out_indices=(0, 1, 2, 3)),
+    'HorNet': dict(out_indices=(0, 1, 2, 3), gap_before_final_norm=False),
+    'MViT': dict(out_scales=(0, 1, 2, 3)),
+}
+KINDS = {'timm': 'timm', 'mmpretrain': 'mmpretrain'}  # reference kind: its package
+
+
 @dataclasses.dataclass(frozen=True)
 class Reference:
-    """What to benchmark: a config file or a timm model.
+    """What to benchmark: a config file, a timm model or an mmpretrain backbone.
 
     Attributes:
-        kind (str): ``'config'`` or ``'timm'``.
-        name (str): The config path, or the timm model name (no prefix).
+        kind (str): ``'config'``, ``'timm'`` or ``'mmpretrain'``.
+        name (str): The config path, the timm model name (no prefix) or
+            ``TYPE:ARCH`` of an mmpretrain backbone.
     """
 
     kind: str
@@ -66,19 +102,50 @@ class Reference:
 
     @property
     def label(self):
-        return f'timm:{self.name}' if self.kind == 'timm' else self.name
+        return self.name if self.kind == 'config' else f'{self.kind}:{self.name}'
+
+    @property
+    def installed(self):
+        """False when the package that builds it is missing."""
+        return self.kind not in KINDS or importlib.util.find_spec(KINDS[self.kind]) is not None
+
+
+def _arch_key(backbone_type, cfg):
+    if backbone_type == 'PyramidVisionTransformerV2':
+        layers = tuple(cfg.get('num_layers', (3, 4, 6, 3)))
+        return (cfg.get('embed_dims', 64), layers)
+    return cfg.get('arch')
+
+
+def listed_references(backbone_cfg):
+    """The reference specs :data:`REFERENCES` lists for a backbone config
+    (a dict with ``type`` and the config's arguments); empty when none."""
+    backbone_type = str(backbone_cfg.get('type', '')).split('.')[-1]
+    archs = REFERENCES.get(backbone_type, {})
+    return archs.get(_arch_key(backbone_type, backbone_cfg), ())
 
 
 def parse_reference(spec, root=None):
     """Parse ``CONFIG`` / ``--compare`` arguments.
 
-    ``timm:NAME`` is a timm model; a path that exists or ends in ``.py`` is a
-    config; any other bare name is a timm model if timm knows it.
+    ``timm:NAME`` is a timm model; ``mmpretrain:TYPE:ARCH`` an mmpretrain
+    backbone (``TYPE`` one of :data:`MMPRETRAIN_STAGE_OUTPUTS`); a path that
+    exists or ends in ``.py`` is a config; any other bare name is a timm model
+    if timm knows it. A timm or mmpretrain name is checked only when its
+    package is installed (see :attr:`Reference.installed`).
 
     Raises:
-        MMExtError: For a missing config file or a name timm does not know.
+        MMExtError: For a missing config file, a name timm does not know or
+            an mmpretrain type without a stage-output setting.
     """
     spec = str(spec).strip()
+    if spec.startswith('mmpretrain:'):
+        name = spec[len('mmpretrain:'):]
+        backbone_type = name.split(':')[0]
+        if backbone_type not in MMPRETRAIN_STAGE_OUTPUTS or ':' not in name:
+            raise MMExtError(f"'{spec}': use mmpretrain:TYPE:ARCH with TYPE one of "
+                             + ', '.join(MMPRETRAIN_STAGE_OUTPUTS))
+        return Reference('mmpretrain', name)
     if spec.startswith('timm:'):
         name = spec[len('timm:'):]
         _check_timm_name(name)
@@ -93,10 +160,7 @@ def parse_reference(spec, root=None):
 
 
 def _check_timm_name(name, bare=False):
-    try:
-        import timm
-    except ImportError as exc:  # pragma: no cover - timm is part of the stack
-        raise MMExtError('timm is not installed; a timm reference needs it') from exc
+    import timm
     if name and timm.is_model(name):
         return
     close = timm.list_models(f'*{name}*')[:5] if name else []
@@ -264,36 +328,31 @@ class Subject:
     # ---- inputs
     def _samples(self, x, with_gt):
         n, _, h, w = x.shape
-        gen = torch.Generator().manual_seed(1)
         meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
                     batch_input_shape=(h, w), scale_factor=(1.0, 1.0), flip=False)
         samples = []
         if self.kind == 'mmdet':
-            from mmdet.structures import DetDataSample
-            from mmdet.structures.mask import BitmapMasks
-            from mmengine.structures import InstanceData
-            for i in range(n):
-                s = DetDataSample(metainfo=dict(meta, img_id=i))
+            from mmdet.testing import demo_mm_inputs
+
+            # mmdet's synthetic batch: three random boxes with masks per image.
+            # Its labels start at 1 (at least two classes): wrapped into range.
+            demo = demo_mm_inputs(n, (3, h, w), num_items=[3] * n,
+                                  num_classes=max(self.num_classes, 2), with_mask=True)
+            for s in demo['data_samples']:
+                s.set_metainfo(meta)
                 if with_gt:
-                    # Three boxes of a quarter to a half of the image side.
-                    k = 3
-                    size = torch.rand(k, 2, generator=gen) * 0.25 + 0.25
-                    lo = torch.rand(k, 2, generator=gen) * (1 - size)
-                    scale = torch.tensor([w, h], dtype=torch.float32)
-                    boxes = torch.cat([lo * scale, (lo + size) * scale], 1).floor()
-                    gt = InstanceData()
-                    gt.bboxes = boxes.to(x.device)
-                    gt.labels = torch.randint(0, self.num_classes, (k, ),
-                                              generator=gen).to(x.device)
-                    masks = torch.zeros(k, h, w, dtype=torch.uint8)
-                    for j, (x1, y1, x2, y2) in enumerate(boxes.long().tolist()):
-                        masks[j, y1:y2, x1:x2] = 1
-                    gt.masks = BitmapMasks(masks.numpy(), h, w)
-                    s.gt_instances = gt
+                    gt = s.gt_instances
+                    gt.labels = gt.labels % self.num_classes
+                    s.gt_instances = gt.to(x.device)
+                else:
+                    del s.gt_instances
+                del s.ignored_instances
                 samples.append(s)
         else:
+            # mmseg 1.2.2 has no counterpart of mmdet.testing.demo_mm_inputs.
             from mmengine.structures import PixelData
             from mmseg.structures import SegDataSample
+            gen = torch.Generator().manual_seed(1)
             for i in range(n):
                 s = SegDataSample(metainfo=meta)
                 if with_gt:
@@ -431,21 +490,38 @@ def _min_num_classes(node):
     return min(found) if found else 1
 
 
-def build_subject(ref, backbone_only=False, root=None, cfg_options=None):
+def build_subject(ref, backbone_only=False, root=None, cfg_options=None, shape=None):
     """Build the :class:`Subject` of a :class:`Reference` (untrained weights:
-    no checkpoint is loaded); ``cfg_options`` override keys of a config."""
+    no checkpoint is loaded); ``cfg_options`` override keys of a config, a
+    relative config path is taken from ``root`` (default: as given). A timm
+    model that takes ``img_size`` is built for ``shape`` ``(H, W)`` (MViTv2
+    sizes its relative-position tables by it, square only: the longer side)."""
     from mmengine.model import revert_sync_batchnorm
     if ref.kind == 'timm':
         import timm
-        model = timm.create_model(ref.name, pretrained=False, features_only=True)
+        sizes = [dict(img_size=tuple(shape)), dict(img_size=max(shape))] if shape else []
+        for size in sizes + [{}]:
+            try:
+                model = timm.create_model(ref.name, pretrained=False, features_only=True,
+                                          **size)
+                break
+            except (TypeError, AssertionError):  # no (such) img_size: try the next form
+                if not size:
+                    raise
         return Subject(ref.label, model, 'tensor', target='timm features')
+    if ref.kind == 'mmpretrain':
+        from mmpretrain import models as mmpretrain_models
+        backbone_type, arch = ref.name.split(':', 1)
+        model = getattr(mmpretrain_models, backbone_type)(
+            arch=arch, **MMPRETRAIN_STAGE_OUTPUTS[backbone_type])
+        return Subject(ref.label, model, 'tensor', target=f'mmpretrain {backbone_type}')
 
     import mmext  # noqa: F401  (stack fixes, the mmext scope)
     from mmengine.registry import DefaultScope
 
     from mmext.utils.config import load_config, register_library
     from mmext.utils.embedded import _strip_pretrained
-    path = ref.name if osp.isabs(ref.name) else osp.join(root or ROOT, ref.name)
+    path = ref.name if osp.isabs(ref.name) or root is None else osp.join(root, ref.name)
     if not osp.isfile(path):
         path = ref.name
     cfg = load_config(path, cfg_options)
@@ -657,27 +733,68 @@ def benchmark_subjects(subjects, shape=(224, 224), batch=1, repeats=10, warmup=3
                            notes=tuple(notes), train_batch=train_batch)
 
 
+def _listed_reference(ref, root):
+    """The first installed reference :data:`REFERENCES` lists for a config's
+    backbone, and the specs listed (installed or not)."""
+    if ref.kind != 'config':
+        raise MMExtError("--compare reference needs a config (its backbone's listed "
+                         'reference is used)')
+    from mmext.utils.config import load_config
+    path = ref.name if osp.isabs(ref.name) or root is None else osp.join(root, ref.name)
+    backbone = load_config(path).model.get('backbone', {})
+    listed = listed_references(backbone)
+    if not listed:
+        raise MMExtError(f"no reference implementation is listed for {ref.name}'s backbone "
+                         f"({backbone.get('type')}); see REFERENCES in "
+                         'mmext/analysis/benchmark.py')
+    refs = [parse_reference(spec) for spec in listed]
+    return next((r for r in refs if r.installed), None), listed
+
+
 def run_benchmark(config, compare=None, shape=(224, 224), batch=1, repeats=10, warmup=3,
                   train=False, backbone_only=False, device=None, machine=True, progress=True,
                   root=None, gemm_size=None, conv_shape=None):
-    """Benchmark ``config`` (a config path or timm reference, see
-    :func:`parse_reference`) and optionally ``compare`` against it.
+    """Benchmark ``config`` (a config path or model reference, see
+    :func:`parse_reference`) and optionally ``compare`` against it:
+    another reference, or ``'reference'`` for the implementation
+    :data:`REFERENCES` lists for the config's backbone.
 
-    A timm reference is a backbone (``features_only=True``); comparing a full
-    detector / segmentor config with one benchmarks the config's backbone.
+    timm and mmpretrain references are backbones; comparing a full detector /
+    segmentor config with one benchmarks the config's backbone. A reference
+    whose package is not installed is left out with a note (the config is
+    timed alone).
+
+    Raises:
+        MMExtError: For bad arguments, an unknown reference or, with
+            ``'reference'``, a backbone with no listed reference.
     """
     if repeats < 1 or warmup < 0 or batch < 1:
         raise MMExtError('need --repeats >= 1, --warmup >= 0 and --batch >= 1')
     refs = [parse_reference(config, root)]
-    if compare is not None:
-        refs.append(parse_reference(compare, root))
     notes = []
-    if not backbone_only and len(refs) == 2 and {r.kind for r in refs} == {'config', 'timm'}:
+    if compare == 'reference':
+        other, listed = _listed_reference(refs[0], root)
+        skipped = ', '.join(listed)
+    elif compare is not None:
+        other = parse_reference(compare, root)
+        skipped = other.label
+        if not other.installed:
+            other = None
+    if compare is not None:
+        if other is None:
+            kind = parse_reference(skipped.split(', ')[0]).kind
+            notes.append(f'reference {skipped} skipped: {KINDS[kind]} is not installed '
+                         f'(pip install {KINDS[kind]} -c tools/constraints.txt)')
+            print(f'benchmark: {notes[-1]}', file=sys.stderr)
+        else:
+            refs.append(other)
+    if not backbone_only and len(refs) == 2 and refs[0].kind == 'config' and \
+            refs[1].kind != 'config':
         backbone_only = True
-        notes.append('a timm reference is a backbone (features_only=True), so the '
-                     "config's backbone is benchmarked against it")
+        notes.append(f'a {refs[1].kind} reference is a backbone, so the config\'s backbone '
+                     'is benchmarked against it')
     device = _resolve_device(device)
-    subjects = [build_subject(r, backbone_only, root) for r in refs]
+    subjects = [build_subject(r, backbone_only, root, shape=shape) for r in refs]
     return benchmark_subjects(subjects, shape=shape, batch=batch, repeats=repeats,
                               warmup=warmup, train=train, device=device, machine=machine,
                               progress=progress, gemm_size=gemm_size, conv_shape=conv_shape,
@@ -713,8 +830,11 @@ def render(result):
         n, cin, ch, cw, cout = m.conv_shape
         lines.append(f'Machine limit: float32 GEMM {m.gemm_size}^3 {m.gemm_gflops:.1f} GFLOP/s; '
                      f'3x3 conv {n}x{cin}x{ch}x{cw}->{cout} {m.conv_gflops:.1f} GFLOP/s')
-    lines += ['', '| ' + ' | '.join(COLUMNS) + ' |',
-              '|---|---|' + '---:|' * (len(COLUMNS) - 2)]
+    from prettytable import PrettyTable, TableStyle
+    table = PrettyTable(COLUMNS)
+    table.set_style(TableStyle.MARKDOWN)
+    table.align = 'r'
+    table.align['model'] = table.align['timed'] = 'l'
     for r in result.models:
         gf = r.achieved_gflops
         cells = [
@@ -727,7 +847,7 @@ def render(result):
             _f(r.train.median if r.train else None),
             f'{r.train.q1:.2f}-{r.train.q3:.2f}' if r.train else '-',
         ]
-        lines.append('| ' + ' | '.join(cells) + ' |')
+        table.add_row(cells)
     if len(result.models) >= 2:
         a, b = result.models[:2]
         ga, gb = a.achieved_gflops, b.achieved_gflops
@@ -735,11 +855,11 @@ def render(result):
                  _ratio(result.ratio('infer')), '', '',
                  _ratio(ga / gb if ga and gb else None), '', '',
                  _ratio(result.ratio('train')), '']
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    lines.append('')
+        table.add_row(cells)
+    lines += ['', table.get_string(), '']
     lines.append('FLOPs: multiply-adds per image (mmengine FlopAnalyzer + mmext handles) at this '
-                 'shape (tensor forward, post-processing not counted); GFLOP/s = 2 x FLOPs / median latency, '
-                 'as a % of the GEMM and conv figures measured in this run.')
+                 'shape (tensor forward, post-processing not counted); GFLOP/s = 2 x FLOPs / '
+                 'median latency, as a % of the GEMM and conv figures measured in this run.')
     trained = [r for r in result.models if r.train_path]
     if trained:
         lines.append(f'Training step (forward + backward + SGD step on a batch of '

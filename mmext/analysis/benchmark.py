@@ -63,8 +63,8 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 # project, by the config's backbone type (scope dropped): {arch of the config:
 # reference specs, first installed one used}. Each gives the same stage
 # outputs as the mmext backbone (same shapes). The official VAN / HAT-Net /
-# MogaNet code is not a package: VAN's structure is mmpretrain's, HAT-Net and
-# MogaNet have none here.
+# MogaNet code is no package: mmpretrain's VAN has the official classification
+# code's structure; HAT-Net, MogaNet, MPViT and FCViT have no reference here.
 REFERENCES = {
     'VAN': {f'b{i}': (f'mmpretrain:VAN:{a}', ) for i, a in
             enumerate(('tiny', 'small', 'base', 'large'))},

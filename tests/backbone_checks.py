@@ -1,9 +1,14 @@
-"""Contract checks shared by the tests of every mmext dense backbone.
+"""Contract checks shared by every mmext backbone (run for each registered
+one by ``tests/test_backbone_contract.py``), and checkpoint helpers for the
+per-design tests.
 
-``build(**overrides)`` is a callable returning a fresh backbone of one variant
-(e.g. ``functools.partial(VAN, arch='b0')``); the checks pass it the
-arguments they exercise (``out_indices``, ``frozen_stages``, ...).
+``build(**overrides)`` is a callable returning a fresh backbone (e.g.
+``functools.partial(VAN, **VAN.backbone_examples[0])``); the checks pass it
+the arguments they exercise (``out_indices``, ``frozen_stages``, ...). The
+widths and strides are read from the model's ``out_channels`` /
+``out_strides``, the attribute every mmext backbone declares.
 """
+import inspect
 import math
 import re
 import os.path as osp
@@ -11,12 +16,16 @@ import subprocess
 import sys
 
 import torch
+import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmext.utils.checkpoint import key_mismatch
 
-ODD_SIZES = ((97, 131), (511, 673))
-STRIDES = (4, 8, 16, 32)
+# Odd, one taller than wide and one wider than tall; the large one reaches
+# the size-dependent paths (window padding, resized position tables, global
+# filters larger than stored).
+ODD_SIZES = ((97, 131), (67, 45), (255, 321))
+SMALL_ODD = (35, 51)
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
@@ -28,66 +37,109 @@ def _expected(key, patterns):
     return any(re.search(p, key) for p in patterns)
 
 
-def check_out_shapes(build, channels, sizes=ODD_SIZES, strides=STRIDES, batch=1):
-    """Stride-``s`` maps of ``ceil(H / s) x ceil(W / s)`` with the given
-    channels for every (odd) input size, and ``out_indices`` picks stages."""
+def _loss(outs):
+    return sum((o.float()**2).mean() for o in outs)
+
+
+def check_declared_widths(model):
+    """``out_channels`` / ``out_strides``: one int per stage, strides
+    increasing."""
+    n = model.num_stages
+    for attr in ('out_channels', 'out_strides'):
+        value = getattr(model, attr, None)
+        assert isinstance(value, tuple) and len(value) == n and all(
+            isinstance(v, int) and v > 0 for v in value), (type(model).__name__, attr, value)
+    assert list(model.out_strides) == sorted(model.out_strides), model.out_strides
+
+
+def check_out_shapes(build, sizes=ODD_SIZES, batch=1):
+    """A tuple of one ``(N, out_channels[i], ceil(H / out_strides[i]),
+    ceil(W / out_strides[i]))`` map per entry ``i`` of ``out_indices`` at
+    every (odd) input size, also when ``out_indices`` picks two stages."""
     model = build().eval()
-    for h, w in sizes:
-        with torch.no_grad():
-            outs = model(torch.randn(batch, 3, h, w))
-        assert len(outs) == len(channels)
-        for out, c, s in zip(outs, channels, strides):
-            assert tuple(out.shape) == (batch, c, math.ceil(h / s), math.ceil(w / s)), \
-                ((h, w), s, tuple(out.shape))
-    model = build(out_indices=(1, 3)).eval()
-    with torch.no_grad():
-        outs = model(torch.randn(1, 3, *sizes[0]))
-    assert [o.shape[1] for o in outs] == [channels[1], channels[3]]
+    check_declared_widths(model)
+    last = model.num_stages - 1
+    for out_indices, sizes_ in ((model.out_indices, sizes), ((1, last), sizes[:1])):
+        if out_indices != model.out_indices:
+            model = build(out_indices=out_indices).eval()
+            assert model.out_indices == out_indices
+        for h, w in sizes_:
+            with torch.no_grad():
+                outs = model(torch.randn(batch, 3, h, w))
+            assert isinstance(outs, tuple) and len(outs) == len(out_indices), (
+                out_indices, type(outs), len(outs))
+            for out, i in zip(outs, out_indices):
+                c, s = model.out_channels[i], model.out_strides[i]
+                assert tuple(out.shape) == (batch, c, math.ceil(h / s), math.ceil(w / s)), \
+                    ((h, w), i, tuple(out.shape), (c, s))
 
 
-def check_gradients_and_bf16(build, size=(97, 131)):
-    """Every parameter gets a finite gradient from the four outputs (batch 2,
-    train mode); a bf16 autocast forward has no NaN."""
+def check_gradients_and_bf16(build, size=SMALL_ODD):
+    """Every parameter gets a finite, somewhere non-zero gradient from the
+    outputs (batch 2, train mode); a bf16 autocast forward has no NaN."""
     model = build().train()
     x = torch.randn(2, 3, *size)
-    outs = model(x)
-    sum((o.float()**2).mean() for o in outs).backward()
+    _loss(model(x)).backward()
     bad = [n for n, p in model.named_parameters()
            if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
     assert not bad, f'no / non-finite gradient for {bad[:10]}'
+    dead = [n for n, p in model.named_parameters() if p.requires_grad and not p.grad.any()]
+    assert not dead, f'all-zero gradient for {dead[:10]}'
     model.eval()
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
         outs = model(x)
     assert all(not torch.isnan(o.float()).any() for o in outs)
 
 
-def check_frozen_stages_and_norm_eval(build, frozen=1, size=(64, 96)):
+def _frozen_ids(model, frozen):
+    return {id(p) for i in range(frozen) for m in model.stage_modules(i) for p in m.parameters()}
+
+
+def _assert_frozen(model, frozen, when):
+    ids = _frozen_ids(model, frozen)
+    assert ids, f'stage_modules(0) holds no parameters ({when})'
+    wrong = [n for n, p in model.named_parameters() if p.requires_grad == (id(p) in ids)]
+    assert not wrong, f'requires_grad wrong {when} for {wrong[:5]}'
+    # A convolution's or linear layer's mode changes nothing (mmdet's ResNet
+    # leaves its stem conv's as it is); every other module must be in eval.
+    training = [type(sub).__name__ for i in range(frozen) for m in model.stage_modules(i)
+                for sub in m.modules()
+                if sub.training and not isinstance(sub, (nn.modules.conv._ConvNd, nn.Linear))]
+    assert not training, f'frozen modules in training mode {when}: {training[:5]}'
+    return ids
+
+
+def check_frozen_stages_and_norm_eval(build, tmp_path, frozen=1, size=SMALL_ODD):
     """``frozen_stages`` freezes exactly the modules of the first stages (no
-    gradient, eval mode, also after ``train()``); ``norm_eval`` keeps every
-    BatchNorm in eval mode; the other parameters still train."""
-    model = build(frozen_stages=frozen).train()
-    frozen_params = {id(p) for i in range(frozen) for m in model.stage_modules(i)
-                     for p in m.parameters()}
-    assert frozen_params, 'stage_modules(0) holds no parameters'
-    for i in range(frozen):
-        for m in model.stage_modules(i):
-            assert all(not sub.training for sub in m.modules())
-    for p in model.parameters():
-        assert p.requires_grad == (id(p) not in frozen_params)
-    outs = model(torch.randn(2, 3, *size))
-    sum(o.sum() for o in outs).backward()
-    assert all(p.grad is None for p in model.parameters() if id(p) in frozen_params)
-    assert any(p.grad is not None for p in model.parameters() if id(p) not in frozen_params)
+    gradient, eval mode) as soon as the model is built, after ``train()``
+    and after ``init_weights`` loads a checkpoint; ``frozen_stages =
+    num_stages`` freezes every parameter (``stage_modules`` misses none);
+    ``norm_eval`` keeps every BatchNorm in eval mode; the other parameters
+    still train."""
+    model = build(frozen_stages=frozen)
+    _assert_frozen(model, frozen, 'at build')
+    model.train()
+    ids = _assert_frozen(model, frozen, 'after train()')
+    _loss(model(torch.randn(2, 3, *size))).backward()
+    assert all(p.grad is None for p in model.parameters() if id(p) in ids)
+    assert any(p.grad is not None for p in model.parameters() if id(p) not in ids)
+    path = tmp_path / 'weights.pth'
+    torch.save(model.state_dict(), path)
+    loaded = build(frozen_stages=frozen, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    loaded.init_weights()
+    _assert_frozen(loaded, frozen, 'after init_weights() loaded a checkpoint')
+    everything = build(frozen_stages=model.num_stages)
+    assert not [n for n, p in everything.named_parameters() if p.requires_grad], \
+        'frozen_stages=num_stages leaves parameters trainable: stage_modules misses them'
     model = build(norm_eval=True).train()
-    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    assert all(not m.training for m in bns)
+    assert all(not m.training for m in model.modules() if isinstance(m, _BatchNorm))
     assert model.training
 
 
-def check_with_cp_and_drop_path(build, size=(64, 96)):
-    """Checkpointing changes neither outputs nor gradients; a positive
-    ``drop_path_rate`` makes training forwards stochastic and leaves eval
-    deterministic."""
+def check_with_cp_and_drop_path(build, size=SMALL_ODD):
+    """Checkpointing changes neither outputs nor gradients; where the class
+    takes ``drop_path_rate``, a positive one makes training forwards
+    stochastic and leaves eval deterministic."""
     torch.manual_seed(0)
     ref = build().train()
     cpm = build(with_cp=True).train()
@@ -96,11 +148,13 @@ def check_with_cp_and_drop_path(build, size=(64, 96)):
     outs_ref, outs_cp = ref(x), cpm(x)
     for a, b in zip(outs_ref, outs_cp):
         torch.testing.assert_close(a, b)
-    sum(o.sum() for o in outs_ref).backward()
-    sum(o.sum() for o in outs_cp).backward()
+    _loss(outs_ref).backward()
+    _loss(outs_cp).backward()
     for (n, a), b in zip(ref.named_parameters(), cpm.parameters()):
         if a.grad is not None:
             torch.testing.assert_close(a.grad, b.grad, msg=n)
+    if 'drop_path_rate' not in inspect.signature(type(ref)).parameters:
+        return
     dp = build(drop_path_rate=0.5)
     dp.train()
     with torch.no_grad():
@@ -111,12 +165,49 @@ def check_with_cp_and_drop_path(build, size=(64, 96)):
         torch.testing.assert_close(dp(x)[-1], dp(x)[-1])
 
 
-def check_dense_backbone(build, channels, sizes=ODD_SIZES):
-    """All of the above for one variant."""
-    check_out_shapes(build, channels, sizes)
+def check_stage_arg_errors(build):
+    """Bad ``out_indices`` / ``frozen_stages`` are refused when the model is
+    built, with a message naming the class, the argument, the value and the
+    allowed range."""
+    import pytest
+    model = build()
+    name, n = type(model).__name__, model.num_stages
+    for kwargs, value in ((dict(out_indices=(0, n)), f'(0, {n})'),
+                          (dict(out_indices=(1, 1)), '(1, 1)'),
+                          (dict(out_indices=(2, 0)), '(2, 0)'),
+                          (dict(out_indices=3), '3'),
+                          (dict(out_indices=('0', )), "('0',)"),
+                          (dict(out_indices=()), '()'),
+                          (dict(frozen_stages=n + 1), str(n + 1)),
+                          (dict(frozen_stages=-2), '-2')):
+        arg = next(iter(kwargs))
+        with pytest.raises(ValueError) as err:
+            build(**kwargs)
+        msg = str(err.value)
+        allowed = f'[-1, {n}]' if arg == 'frozen_stages' else f'[0, {n - 1}]'
+        for part in (name, f'{arg}={value}', allowed):
+            assert part in msg, (kwargs, part, msg)
+
+
+def check_one_image(build, size=SMALL_ODD):
+    """At one image per device a training step either runs or stops with
+    mmext's one-line error naming the fixes (tests/design_checks.py); in the
+    latter case ``norm_eval=True``, one of the fixes it names, trains."""
+    from design_checks import run_or_one_value_error
+    x = torch.randn(1, 3, *size)
+    msg = run_or_one_value_error(build(), x)
+    if msg is not None:
+        assert run_or_one_value_error(build(norm_eval=True), x) is None, msg
+
+
+def check_backbone_contract(build, tmp_path, sizes=ODD_SIZES):
+    """All of the above for one instance."""
+    check_out_shapes(build, sizes)
     check_gradients_and_bf16(build)
-    check_frozen_stages_and_norm_eval(build)
+    check_frozen_stages_and_norm_eval(build, tmp_path)
     check_with_cp_and_drop_path(build)
+    check_stage_arg_errors(build)
+    check_one_image(build)
 
 
 def same_names_as(pattern):

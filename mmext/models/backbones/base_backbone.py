@@ -13,13 +13,30 @@ official code never had in one place:
 * inputs of any size: :func:`pad_to_multiple` / :func:`crop_to` for designs
   whose windows or filters need a multiple of some size.
 
-A subclass describes itself with three things: :meth:`stage_modules` (what
-``frozen_stages`` freezes), :meth:`convert_official` (official key names to
-its own) and, where a weight's shape depends on the runtime configuration,
+The contract a subclass meets (checked when it is built, and by
+``tests/test_backbone_contract.py`` for every registered backbone):
+
+* :meth:`forward` returns a tuple with one ``(N, out_channels[i],
+  ceil(H / out_strides[i]), ceil(W / out_strides[i]))`` map per entry ``i``
+  of ``out_indices``, in stage order;
+* its ``__init__`` sets :attr:`out_channels` and :attr:`out_strides` (one
+  entry per stage, all ``num_stages`` stages, whatever ``out_indices`` is):
+  the one name configs, tools and tests read for the widths and strides;
+* :meth:`stage_modules` says what ``frozen_stages`` freezes;
+* :attr:`backbone_examples` (in the class's own body) lists the keyword
+  arguments of small instances the shared checks build.
+
+``out_indices`` and ``frozen_stages`` are validated here before the
+subclass builds anything, and ``frozen_stages`` is applied when the
+instance is built (as mmdet's ResNet does) and again by every ``train()``.
+Optional: :meth:`convert_official` (official key names to its own) and,
+where a weight's shape depends on the runtime configuration,
 :meth:`adapt_state_dict`.
 """
+import abc
 import copy
 import math
+import numbers
 import re
 from collections import defaultdict
 
@@ -73,20 +90,84 @@ def checkpoint_call(module, *args, with_cp=False):
     return module(*args)
 
 
+def check_stage_args(owner, num_stages, out_indices, frozen_stages):
+    """Validate the stage arguments shared by mmext's backbones.
+
+    Args:
+        owner (str): Class name for the messages.
+        num_stages (int): Stages of the backbone.
+        out_indices (Sequence[int]): Must be a non-empty, strictly increasing
+            sequence of ints in ``[0, num_stages - 1]`` (the outputs come in
+            stage order, one per entry).
+        frozen_stages (int): Must be an int in ``[-1, num_stages]``.
+
+    Returns:
+        tuple[int]: ``out_indices`` as a tuple.
+
+    Raises:
+        ValueError: naming the class, the argument, its value and the
+            allowed values.
+    """
+    allowed = f'[0, {num_stages - 1}]'
+    if (isinstance(out_indices, (str, bytes)) or not hasattr(out_indices, '__iter__')
+            or not all(isinstance(i, numbers.Integral) and not isinstance(i, bool)
+                       for i in out_indices)):
+        raise ValueError(f'{owner}: out_indices={out_indices!r} must be a sequence of ints '
+                         f'in {allowed}')
+    out_indices = tuple(int(i) for i in out_indices)
+    if not out_indices:
+        raise ValueError(f'{owner}: out_indices=() is empty; give stage indices in {allowed}')
+    bad = [i for i in out_indices if not 0 <= i < num_stages]
+    if bad:
+        raise ValueError(f'{owner}: out_indices={out_indices} has {bad} outside the '
+                         f'{num_stages} stages {allowed}')
+    if len(set(out_indices)) != len(out_indices):
+        raise ValueError(f'{owner}: out_indices={out_indices} repeats a stage; each stage in '
+                         f'{allowed} at most once')
+    if list(out_indices) != sorted(out_indices):
+        raise ValueError(f'{owner}: out_indices={out_indices} must be increasing stages in '
+                         f'{allowed} (the outputs come in stage order), e.g. '
+                         f'{tuple(sorted(out_indices))}')
+    if (not isinstance(frozen_stages, numbers.Integral) or isinstance(frozen_stages, bool)
+            or not -1 <= frozen_stages <= num_stages):
+        raise ValueError(f'{owner}: frozen_stages={frozen_stages!r} must be an int in '
+                         f'[-1, {num_stages}] (-1 or 0: none frozen)')
+    return out_indices
+
+
+class DenseBackboneMeta(abc.ABCMeta):
+    """Runs :meth:`DenseBackbone._post_init` once the outermost ``__init__``
+    has returned: the only point where every subclass's modules exist (a hook
+    inside the base ``__init__`` would run before the subclass builds its
+    stages)."""
+
+    def __call__(cls, *args, **kwargs):
+        self = super().__call__(*args, **kwargs)
+        self._post_init()
+        return self
+
+
 def _preview(keys, n=8):
     keys = sorted(keys)
     more = f' (+{len(keys) - n} more)' if len(keys) > n else ''
     return ', '.join(keys[:n]) + more
 
 
-class DenseBackbone(BaseModule):
+class DenseBackbone(BaseModule, metaclass=DenseBackboneMeta):
     """Base of mmext's multi-scale backbones.
 
+    Output contract: ``forward(x)`` with ``x`` of shape ``(N, C_in, H, W)``
+    (any ``H``, ``W``) returns a tuple holding, for each entry ``i`` of
+    ``out_indices`` in order, a map of shape ``(N, out_channels[i],
+    ceil(H / out_strides[i]), ceil(W / out_strides[i]))``.
+
     Args:
-        out_indices (Sequence[int]): Stages (0-based) whose outputs are returned.
+        out_indices (Sequence[int]): Stages (0-based, increasing, no repeats)
+            whose outputs are returned.
         frozen_stages (int): The first ``frozen_stages`` stages (each with its
             patch embedding / downsampling and its output norm) are frozen:
-            no gradient, eval mode. ``-1`` or ``0`` freezes nothing.
+            no gradient, eval mode, from construction on and after every
+            ``train()``. ``-1`` or ``0`` freezes nothing.
         norm_eval (bool): Keep every BatchNorm in eval mode while training
             (frozen statistics, the detection fine-tuning convention).
         with_cp (bool): Activation checkpointing per block.
@@ -97,6 +178,12 @@ class DenseBackbone(BaseModule):
             layout or mmext layout (see :meth:`load_pretrained`).
             ``weights_only=False`` is the opt-in for a trusted file holding
             Python objects that weights-only loading refuses.
+
+    Raises:
+        ValueError: ``out_indices`` or ``frozen_stages`` outside the stages
+            (see :func:`check_stage_args`), before anything is built.
+        TypeError: after the subclass's ``__init__``, when it did not set
+            :attr:`out_channels` / :attr:`out_strides` (one int per stage).
     """
 
     #: Published variants: name -> settings (``arch=`` picks one by name).
@@ -110,15 +197,44 @@ class DenseBackbone(BaseModule):
     #: Regexes of this model's keys that official classification checkpoints
     #: never hold (e.g. the per-output norms of the dense form).
     expected_missing = ()
+    #: Stages of the network; ``out_indices`` and ``frozen_stages`` are
+    #: checked against it before the subclass builds anything.
+    num_stages = 4
+    #: Set by the subclass's ``__init__``: channels of every stage's output,
+    #: ``tuple[int]`` of length :attr:`num_stages` (all stages, not only
+    #: ``out_indices``). The one attribute configs, tools and tests read.
+    out_channels = None
+    #: Set by the subclass's ``__init__``: the stride of every stage's output
+    #: with respect to the input, ``tuple[int]`` of length :attr:`num_stages`.
+    out_strides = None
+    #: Keyword arguments of small instances that the shared checks of
+    #: ``tests/test_backbone_contract.py`` build (tuple of dicts). Each
+    #: registered class declares its own in its class body (an inherited one
+    #: does not count); a class without one fails that test.
+    backbone_examples = ()
 
     def __init__(self, out_indices=(0, 1, 2, 3), frozen_stages=-1, norm_eval=False,
                  with_cp=False, init_cfg=None):
         super().__init__(init_cfg=copy.deepcopy(
             self.default_init_cfg if init_cfg is None else init_cfg))
-        self.out_indices = tuple(out_indices)
+        self.out_indices = check_stage_args(type(self).__name__, self.num_stages, out_indices,
+                                            frozen_stages)
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
+
+    def _post_init(self):
+        """After the outermost ``__init__`` (see :class:`DenseBackboneMeta`):
+        check the declared widths and strides, then freeze
+        ``frozen_stages``."""
+        name = type(self).__name__
+        for attr in ('out_channels', 'out_strides'):
+            value = getattr(self, attr)
+            if (not isinstance(value, tuple) or len(value) != self.num_stages
+                    or not all(isinstance(v, int) for v in value)):
+                raise TypeError(f'{name}.__init__ must set {attr} to a tuple of '
+                                f'{self.num_stages} ints (one per stage), got {value!r}')
+        self._freeze_stages()
 
     # -- variants ----------------------------------------------------------------
     @classmethod
@@ -160,14 +276,16 @@ class DenseBackbone(BaseModule):
         return copy.deepcopy(dict(arch))
 
     # -- what a subclass provides --------------------------------------------
-    @property
-    def num_stages(self):
-        return 4
+    @abc.abstractmethod
+    def forward(self, x):
+        """``(N, C_in, H, W)`` -> tuple of ``(N, out_channels[i], ceil(H /
+        out_strides[i]), ceil(W / out_strides[i]))``, one per entry ``i`` of
+        ``out_indices``, in order."""
 
+    @abc.abstractmethod
     def stage_modules(self, index):
         """Modules making up stage ``index`` (0-based), its patch embedding /
         downsampling and output norm included: what ``frozen_stages`` freezes."""
-        raise NotImplementedError
 
     @classmethod
     def convert_official(cls, state_dict):
@@ -184,14 +302,6 @@ class DenseBackbone(BaseModule):
         return state_dict
 
     # -- frozen stages, norm_eval ---------------------------------------------
-    def _check_stage_args(self):
-        if not all(0 <= i < self.num_stages for i in self.out_indices):
-            raise ValueError(f'{type(self).__name__}: out_indices {self.out_indices} must lie '
-                             f'in [0, {self.num_stages - 1}]')
-        if not -1 <= self.frozen_stages <= self.num_stages:
-            raise ValueError(f'{type(self).__name__}: frozen_stages={self.frozen_stages} must '
-                             f'lie in [-1, {self.num_stages}]')
-
     def _freeze_stages(self):
         for i in range(max(self.frozen_stages, 0)):
             for m in self.stage_modules(i):

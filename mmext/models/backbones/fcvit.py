@@ -224,6 +224,13 @@ class FCViT(DenseBackbone):
                     mlp_ratios=[8, 8, 4, 4]),
     }
     arch_aliases = {'t': 'tiny', 's12': 'b12', 's24': 'b24', 's48': 'b48'}
+    # One block per stage at half of Tiny's widths, and the detectors' stages
+    # 1-3 (output norms built per out_index), for tests/test_backbone_contract.py.
+    backbone_examples = (
+        dict(arch=dict(depths=[1, 1, 1, 1], embed_dims=[16, 32, 80, 160], mlp_ratios=[2, 2, 2, 2])),
+        dict(arch=dict(depths=[1, 1, 1, 1], embed_dims=[16, 32, 80, 160], mlp_ratios=[2, 2, 2, 2]),
+             out_indices=(1, 2, 3)),
+    )
     _arch_keys = ('depths', 'embed_dims', 'mlp_ratios')
 
     default_init_cfg = [
@@ -241,12 +248,11 @@ class FCViT(DenseBackbone):
                  with_cp=False, init_cfg=None):
         super().__init__(out_indices=out_indices, frozen_stages=frozen_stages,
                          norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
-        # Checked first: the output norms below are built per out_index.
-        self._check_stage_args()
         settings = self.resolve_arch(arch, self._arch_keys, self._arch_keys)
         depths, dims = settings['depths'], settings['embed_dims']
         self.arch = settings
-        self.embed_dims = list(dims)
+        self.out_channels = tuple(dims)
+        self.out_strides = (4, 8, 16, 32)
 
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         self.patch_embed = PatchEmbed(in_channels, dims[0], 7, 4, embed_norm_cfg)

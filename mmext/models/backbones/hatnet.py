@@ -203,6 +203,11 @@ class HATNet(DenseBackbone):
     }
     del _common
     arch_aliases = {'t': 'tiny', 's': 'small', 'm': 'medium', 'l': 'large'}
+    # One block per stage, heads of 8 channels, Tiny's windows and pooling,
+    # for tests/test_backbone_contract.py.
+    backbone_examples = (dict(arch=dict(dims=[8, 16, 24, 32], depths=[1, 1, 1, 1], head_dim=8,
+                                        expansions=[2, 2, 2, 2], kernel_sizes=[3, 3, 3, 3],
+                                        grid_sizes=[8, 7, 7, 1], ds_ratios=[8, 4, 2, 1])), )
     _arch_keys = ('dims', 'depths', 'expansions', 'kernel_sizes', 'grid_sizes', 'ds_ratios')
 
     # The official initialisation: every conv / linear weight ~ TruncNormal(0.02).
@@ -221,7 +226,8 @@ class HATNet(DenseBackbone):
                               self._arch_keys)
         self.arch = s
         dims, depths = s['dims'], s['depths']
-        self.out_channels = list(dims)
+        self.out_channels = tuple(dims)
+        self.out_strides = (4, 8, 16, 32)
         self.patch_embed = nn.Sequential(
             nn.Conv2d(in_channels, 16, 3, stride=2, padding=1), _layer_norm(16),
             nn.SiLU(inplace=True), nn.Conv2d(16, dims[0], 3, stride=2, padding=1))
@@ -235,7 +241,6 @@ class HATNet(DenseBackbone):
                 for j in range(depths[i])))
         for i in range(1, 4):
             self.add_module(f'ds{i + 1}', Downsample(dims[i - 1], dims[i]))
-        self._check_stage_args()
 
     def stage_modules(self, index):
         first = self.patch_embed if index == 0 else getattr(self, f'ds{index + 1}')

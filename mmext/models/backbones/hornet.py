@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from mmengine.logging import MMLogger, print_log
 from timm.layers import DropPath, LayerNorm2d, trunc_normal_
 
+from mmext.models.layers.protocols import AttentionMap, AttentionMaps, ComponentExample
 from mmext.registry import MODELS
 from .base_backbone import DenseBackbone, checkpoint_call, pad_to_multiple
 
@@ -126,6 +127,15 @@ class GnConv(nn.Module):
             Defaults to ``(14, 8)``.
     """
 
+    # No norm for a host to pass (the GF filter's LayerNorms need no batch;
+    # mmext.models.layers.unit_norm). The gates are dwconv(q) * scale split
+    # per order (mmext.models.layers.protocols).
+    host_norm_args = ()
+    attention_maps = AttentionMaps('GnConv', 'spatial gates per order', (
+        AttentionMap('dwconv', 'spatial', transform='order_gates'), ))
+    component_examples = (ComponentExample('unit', dict(order=3)),
+                          ComponentExample('unit', dict(order=3, global_filter=True)))
+
     def __init__(self, in_channels, order=5, kernel_size=7, scale=1 / 3, global_filter=False,
                  filter_size=(14, 8)):
         super().__init__()
@@ -144,6 +154,12 @@ class GnConv(nn.Module):
         self.pws = nn.ModuleList(
             nn.Conv2d(self.dims[k], self.dims[k + 1], 1) for k in range(order - 1))
         self.proj_out = nn.Conv2d(in_channels, in_channels, 1)
+
+    def order_gates(self, filtered):
+        """``[('gate k', (N, d_k, H, W))]``: the gates ``q_k`` from the
+        filtered features ``f(q)`` (the ``attention_maps`` transform)."""
+        gates = torch.split(filtered * self.scale, self.dims, dim=1)
+        return [(f'gate {k}', g) for k, g in enumerate(gates)]
 
     def forward(self, x):
         p, q = torch.split(self.proj_in(x), (self.dims[0], sum(self.dims)), dim=1)
@@ -246,6 +262,13 @@ class HorNet(DenseBackbone):
         'large-gf384': _arch(192, _GF_SIZES_384),
     }
     arch_aliases = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
+    # One block per stage at an eighth of Tiny's widths, with the 7x7 and with
+    # the global filter, for tests/test_backbone_contract.py.
+    backbone_examples = (
+        dict(arch=dict(embed_dims=[8, 16, 32, 64], depths=[1, 1, 1, 1], orders=[2, 3, 4, 5])),
+        dict(arch=dict(embed_dims=[8, 16, 32, 64], depths=[1, 1, 1, 1], orders=[2, 3, 4, 5],
+                       gf_sizes=_GF_SIZES_224)),
+    )
 
     default_init_cfg = [
         dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=.02, bias=0.),
@@ -261,7 +284,8 @@ class HorNet(DenseBackbone):
                          norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
         keys = ('embed_dims', 'depths', 'orders')
         settings = self.resolve_arch(arch, keys, keys)
-        self.embed_dims = list(settings['embed_dims'])
+        self.out_channels = tuple(settings['embed_dims'])
+        self.out_strides = (4, 8, 16, 32)
         self.depths = list(settings['depths'])
         self.orders = list(settings['orders'])
         gf_sizes = settings.get('gf_sizes') if gf_sizes is None else gf_sizes
@@ -269,7 +293,7 @@ class HorNet(DenseBackbone):
         if len(self.gf_sizes) != 4:
             raise ValueError(f'HorNet: gf_sizes needs 4 entries (None or (h, w)), got {gf_sizes}')
 
-        dims = self.embed_dims
+        dims = self.out_channels
         self.downsample_layers = nn.ModuleList()
         self.downsample_layers.append(nn.Sequential(
             PatchConv2d(in_channels, dims[0], 4, stride=4), LayerNorm2d(dims[0], eps=1e-6)))
@@ -292,7 +316,6 @@ class HorNet(DenseBackbone):
         # Per-output norms of the official dense (mmdet / mmseg) HorNet.
         for i in range(4):
             self.add_module(f'norm{i}', LayerNorm2d(dims[i], eps=1e-6))
-        self._check_stage_args()
 
     @classmethod
     def arch_key(cls, name):

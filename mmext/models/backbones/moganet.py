@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from timm.layers import DropPath
 
+from mmext.models.layers.protocols import AttentionMap, AttentionMaps, ComponentExample
 from mmext.registry import MODELS
 from .base_backbone import DenseBackbone, checkpoint_call
 
@@ -116,6 +117,14 @@ class MultiOrderGatedAggregation(nn.Module):
         force_fp32 (bool): Run the gating product and ``proj_2`` in float32
             under autocast (the official ``attn_force_fp32``). Defaults to False.
     """
+
+    # No norm inside (mmext.models.layers.unit_norm). The gate is act(gate(y)):
+    # ``act`` also runs in feat_decompose, so the gate conv's output, unique
+    # to the gate branch, is the source (mmext.models.layers.protocols).
+    host_norm_args = ()
+    attention_maps = AttentionMaps('MogaNet', 'spatial gate per channel', (
+        AttentionMap('gate', 'spatial', 'gate', transform='act'), ))
+    component_examples = (ComponentExample('unit'), )
 
     def __init__(self, in_channels, dilations=(1, 2, 3), channel_split=(1, 3, 4),
                  init_sigma=1e-5, with_shortcut=True, force_fp32=False):
@@ -278,6 +287,10 @@ class MogaNet(DenseBackbone):
     }
     arch_aliases = {'xt': 'xtiny', 'x-tiny': 'xtiny', 't': 'tiny', 's': 'small', 'b': 'base',
                     'l': 'large'}
+    # One block per stage at a quarter of X-Tiny's widths (multiples of 8 for
+    # the 1:3:4 value split), for tests/test_backbone_contract.py.
+    backbone_examples = (dict(arch=dict(embed_dims=[8, 16, 24, 48], depths=[1, 1, 1, 1],
+                                        ffn_ratios=[8, 8, 4, 4])), )
 
     # Official init: every conv N(0, 2 / fan_out) with zero bias; for the
     # depth-wise ones the official fan_out (divided by groups) is PyTorch's
@@ -299,18 +312,19 @@ class MogaNet(DenseBackbone):
                          norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
         keys = ('embed_dims', 'depths', 'ffn_ratios')
         settings = self.resolve_arch(arch, keys, keys)
-        self.embed_dims = list(settings['embed_dims'])
+        self.out_channels = tuple(settings['embed_dims'])
+        self.out_strides = (4, 8, 16, 32)
         self.depths = list(settings['depths'])
         self.ffn_ratios = list(settings['ffn_ratios'])
 
         dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
         cur = 0
-        for i, (dim, depth, ratio) in enumerate(zip(self.embed_dims, self.depths,
+        for i, (dim, depth, ratio) in enumerate(zip(self.out_channels, self.depths,
                                                     self.ffn_ratios)):
             if i == 0:
                 embed = StemPatchEmbed(in_channels, dim, norm_cfg)
             else:
-                embed = ConvPatchEmbed(self.embed_dims[i - 1], dim, norm_cfg)
+                embed = ConvPatchEmbed(self.out_channels[i - 1], dim, norm_cfg)
             dilations = attn_dilations
             if i == 3 and not attn_final_dilation:
                 dilations = (1, 2, 1)
@@ -324,7 +338,6 @@ class MogaNet(DenseBackbone):
             self.add_module(f'patch_embed{i + 1}', embed)
             self.add_module(f'blocks{i + 1}', blocks)
             self.add_module(f'norm{i + 1}', build_norm_layer(norm_cfg, dim)[1])
-        self._check_stage_args()
 
     def stage_modules(self, index):
         i = index + 1

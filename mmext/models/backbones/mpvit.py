@@ -265,6 +265,11 @@ class MPViT(DenseBackbone):
                      num_heads=[8, 8, 8, 8]),
     }
     arch_aliases = {'t': 'tiny', 'xs': 'xsmall', 's': 'small', 'b': 'base'}
+    # Two paths and one block per stage, 8 heads of 2-5 channels, for
+    # tests/test_backbone_contract.py.
+    backbone_examples = (dict(arch=dict(num_path=[2, 2, 2, 2], num_layers=[1, 1, 1, 1],
+                                        embed_dims=[16, 24, 32, 40], mlp_ratios=[2, 2, 2, 2],
+                                        num_heads=[8, 8, 8, 8])), )
     _arch_keys = ('num_path', 'num_layers', 'embed_dims', 'mlp_ratios', 'num_heads')
     #: CoaT's head split for 8 heads: 2 heads see 3x3, 3 see 5x5, 3 see 7x7.
     default_crpe_windows = {3: 2, 5: 3, 7: 3}
@@ -294,7 +299,8 @@ class MPViT(DenseBackbone):
                 raise ValueError(f'MPViT: embed dim {d} must split into {h} heads, and the '
                                  f'crpe windows {windows} must cover exactly {h} heads')
         self.arch = settings
-        self.out_channels = list(dims[1:]) + [dims[-1]]
+        self.out_channels = tuple(dims[1:]) + (dims[-1], )
+        self.out_strides = (4, 8, 16, 32)
 
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         starts = [sum(depths[:i]) for i in range(4)]
@@ -308,7 +314,6 @@ class MPViT(DenseBackbone):
             MultiPathStage(dims[i], self.out_channels[i], num_path[i], depths[i], heads[i],
                            mlp_ratios[i], dpr[starts[i]:starts[i] + depths[i]], windows,
                            norm_cfg, with_cp) for i in range(4))
-        self._check_stage_args()
 
     def stage_modules(self, index):
         mods = [self.patch_embeds[index], self.stages[index]]

@@ -103,6 +103,9 @@ class MViTv2(DenseBackbone):
     }
     arch_aliases = {'t': 'tiny', 's': 'small', 'b': 'base', 'mvitv2_tiny': 'tiny',
                     'mvitv2_small': 'small', 'mvitv2_base': 'base'}
+    # One block per stage, one head, 16-128 channels (timm MultiScaleVitCfg
+    # fields), for tests/test_backbone_contract.py.
+    backbone_examples = (dict(arch=dict(depths=(1, 1, 1, 1), embed_dim=16, num_heads=1)), )
     default_init_cfg = [
         dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
         dict(type='Constant', layer='LayerNorm', val=1., bias=0.),
@@ -131,10 +134,10 @@ class MViTv2(DenseBackbone):
         self.stages = net.stages
         self.depths = tuple(cfg.depths)
         self.expand_attn = cfg.expand_attn
-        self.channels = tuple(info['num_chs'] for info in net.feature_info)
+        self.out_channels = tuple(int(info['num_chs']) for info in net.feature_info)
+        self.out_strides = tuple(int(info['reduction']) for info in net.feature_info)
         self.out_norms = nn.ModuleList(
-            nn.LayerNorm(c, eps=cfg.norm_eps) for c in self.channels)
-        self._check_stage_args()
+            nn.LayerNorm(c, eps=cfg.norm_eps) for c in self.out_channels)
 
     def stage_modules(self, index):
         first = [self.patch_embed] if index == 0 else []

@@ -27,6 +27,7 @@ from torch.utils import checkpoint as cp
 
 from mmext.models.layers.unit_norm import with_host_norm
 from mmext.registry import MODELS
+from .base_backbone import check_stage_args
 
 PLUGIN_POSITIONS = ('after_conv1', 'after_conv2', 'after_conv3')
 
@@ -187,12 +188,20 @@ class ResNet(_ResNet):
     (BasicBlock positions ``after_conv1`` / ``after_conv2``).
 
     Shapes: an input ``(N, in_channels, H, W)`` gives, for every stage ``i``
-    in ``out_indices``, ``(N, base_channels * 2**i * expansion, H_i, W_i)``
-    with ``expansion`` 1 (depth 18/34) or 4, and ``H_i`` = ``H`` halved
-    ``i + 2`` times, rounding up (stride 4, 8, 16, 32).
+    in ``out_indices``, ``(N, out_channels[i], ceil(H / out_strides[i]),
+    ceil(W / out_strides[i]))``: ``out_channels[i] = base_channels * 2**i *
+    expansion`` with ``expansion`` 1 (depth 18/34) or 4, and ``out_strides``
+    4, 8, 16, 32 at the default ``strides`` (4 times their running product).
+    ``out_channels`` / ``out_strides`` (one entry per stage) are the
+    attributes every mmext backbone has (see
+    :class:`~mmext.models.backbones.DenseBackbone`); :meth:`stage_modules`
+    says what ``frozen_stages`` freezes (as mmdet, from construction on).
 
     Raises:
         KeyError: ``depth`` is not one of the above (as mmdet).
+        ValueError: ``out_indices`` or ``frozen_stages`` outside the
+            ``num_stages`` stages, repeated or decreasing ``out_indices``
+            (where mmdet asserts only the largest index).
         ValueError: a BasicBlock plugin at ``after_conv3``, or ``dcn`` together
             with ``conv_cfg`` / ``block_conv_cfg`` on a BasicBlock.
 
@@ -216,6 +225,15 @@ class ResNet(_ResNet):
     # that skips every other block class, its own ResNeXt block included;
     # this table is that rule for the host's block classes.
     zero_init_norms = {BasicBlock: 'norm2', Bottleneck: 'norm3'}
+    # Small instances for tests/test_backbone_contract.py: both block types,
+    # a plugin chain on the BasicBlock.
+    backbone_examples = (
+        # SE at ratio 4: the default 16 would leave one hidden channel at
+        # these widths, a ReLU that may be dead for a whole batch.
+        dict(depth=18, base_channels=16,
+             plugins=[dict(cfg=dict(type='mmext.SE', ratio=4), position='after_conv2')]),
+        dict(depth=50, base_channels=8, stem_channels=16),
+    )
 
     def __init__(self,
                  depth,
@@ -242,6 +260,8 @@ class ResNet(_ResNet):
                  init_cfg=None,
                  *,
                  block_conv_cfg=None):
+        out_indices = check_stage_args(type(self).__name__, num_stages, out_indices,
+                                       frozen_stages)
         # Both read by make_res_layer, which runs inside the parent's __init__.
         self.block_conv_cfg = block_conv_cfg
         block = self.arch_settings.get(depth, (None, ))[0]
@@ -259,6 +279,25 @@ class ResNet(_ResNet):
             norm_cfg=norm_cfg, norm_eval=norm_eval, dcn=dcn, stage_with_dcn=stage_with_dcn,
             plugins=plugins, with_cp=with_cp, zero_init_residual=zero_init_residual,
             pretrained=pretrained, init_cfg=init_cfg)
+        # mmdet builds stage i with base_channels * 2**i planes; the stem
+        # (stride-2 conv, stride-2 max pool) gives stride 4 before the stages.
+        self.out_channels = tuple(self.base_channels * 2**i * self.block.expansion
+                                  for i in range(num_stages))
+        strides, stride = [], 4
+        for s in self.strides[:num_stages]:
+            stride *= s
+            strides.append(stride)
+        self.out_strides = tuple(strides)
+
+    def stage_modules(self, index):
+        """Modules of stage ``index`` (0-based) as mmdet's ``_freeze_stages``
+        freezes them: the stem with stage 0 (mmdet freezes the stem alone at
+        ``frozen_stages=0``, unlike the mmext designs), then ``layer{i+1}``."""
+        layer = getattr(self, self.res_layers[index])
+        if index:
+            return [layer]
+        stem = [self.stem] if self.deep_stem else [self.conv1, getattr(self, self.norm1_name)]
+        return stem + [layer]
 
     def block_kwargs(self, kwargs):
         """The host's additions to the arguments every block of a stage gets."""
@@ -287,6 +326,8 @@ class ResNetV1d(ResNet):
     Classification with Convolutional Neural Networks", CVPR 2019.
     """
 
+    backbone_examples = (dict(depth=18, base_channels=16, stem_channels=16), )
+
     def __init__(self, **kwargs):
         super().__init__(deep_stem=True, avg_down=True, **kwargs)
 
@@ -311,6 +352,13 @@ class ResNetV1c(ResNet):
 
     Source: mmseg 1.2.2 ``mmseg/models/backbones/resnet.py``.
     """
+
+    backbone_examples = (
+        dict(depth=18, base_channels=16, stem_channels=16),
+        # A dilated-stage network (PSPNet / DeepLab): strides 4, 8, 8, 8.
+        dict(depth=18, base_channels=16, stem_channels=16, strides=(1, 2, 1, 1),
+             dilations=(1, 1, 2, 4), contract_dilation=True, multi_grid=(1, 2)),
+    )
 
     def __init__(self, *, stem_channels=64, norm_eval=False, multi_grid=None,
                  contract_dilation=False, pretrained=None, **kwargs):
@@ -356,6 +404,8 @@ class ResNeXt(ResNet, _ResNeXt):
         101: (XBottleneck, (3, 4, 23, 3)),
         152: (XBottleneck, (3, 8, 36, 3)),
     }
+    backbone_examples = (dict(depth=50, groups=4, base_width=4, base_channels=8,
+                              stem_channels=16), )
 
     def __init__(self, groups=1, base_width=4, **kwargs):
         # What mmdet's ResNeXt.__init__ does (ResNet.__init__ bypasses it).

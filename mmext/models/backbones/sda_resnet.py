@@ -201,6 +201,13 @@ class SDAResNet(ResNet):
     }
     # (groups, base_width) of the bottleneck 3x3 per depth; others: (1, 4).
     arch_groups = {86: (8, 8)}
+    # Small instances for tests/test_backbone_contract.py: basic blocks, and
+    # grouped bottlenecks as in SDA-ResNet-86.
+    backbone_examples = (
+        dict(depth=18, base_channels=16, min_channels=8),
+        dict(depth=50, base_channels=8, stem_channels=16, groups=2, base_width=8,
+             min_channels=8),
+    )
 
     # Unlike mmdet's identity rule on mmext.ResNeXt, zero_init_residual
     # zeroes the last norm of SDA's grouped bottleneck too (depths 50-152 are

@@ -12,6 +12,7 @@ import torch.nn as nn
 from mmcv.cnn import build_norm_layer
 from timm.layers import DropPath
 
+from mmext.models.layers.protocols import AttentionMap, AttentionMaps, ComponentExample
 from mmext.registry import MODELS
 from .base_backbone import DenseBackbone, checkpoint_call
 
@@ -31,6 +32,13 @@ class LKA(nn.Module):
         dilated_kernel_size (int): Dilated depth-wise kernel. Defaults to 7.
         dilation (int): Its dilation. Defaults to 3.
     """
+
+    # No norm inside (mmext.models.layers.unit_norm); conv1's output is the
+    # attention LKA multiplies x with (mmext.models.layers.protocols).
+    host_norm_args = ()
+    attention_maps = AttentionMaps('LKA', 'spatial attention per channel', (
+        AttentionMap('conv1', 'spatial', 'attention'), ))
+    component_examples = (ComponentExample('unit'), )
 
     def __init__(self, in_channels, kernel_size=5, dilated_kernel_size=7, dilation=3):
         super().__init__()
@@ -152,6 +160,10 @@ class VAN(DenseBackbone):
         'b6': dict(embed_dims=[96, 192, 384, 768], depths=[6, 6, 90, 6], mlp_ratios=[8, 8, 4, 4]),
     }
     arch_aliases = {'tiny': 'b0', 'small': 'b1', 'base': 'b2', 'large': 'b3'}
+    # One block per stage at a quarter of B0's widths: the shared checks'
+    # instance (tests/test_backbone_contract.py).
+    backbone_examples = (dict(arch=dict(embed_dims=[8, 16, 40, 64], depths=[1, 1, 1, 1],
+                                        mlp_ratios=[8, 8, 4, 4])), )
     default_init_cfg = [
         dict(type='TruncNormal', layer='Linear', std=0.02, bias=0.),
         dict(type='Constant', layer=['LayerNorm', 'BatchNorm2d', 'SyncBatchNorm'], val=1.,
@@ -167,26 +179,22 @@ class VAN(DenseBackbone):
                          norm_eval=norm_eval, with_cp=with_cp, init_cfg=init_cfg)
         arch = self.resolve_arch(arch, required=('embed_dims', 'depths', 'mlp_ratios'),
                                  per_stage=('embed_dims', 'depths', 'mlp_ratios'))
-        self.embed_dims = list(arch['embed_dims'])
         self.depths = list(arch['depths'])
+        self.out_channels = tuple(arch['embed_dims'])
+        self.out_strides = (4, 8, 16, 32)
         dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
         cur = 0
         for i, (dim, depth, ratio) in enumerate(
-                zip(self.embed_dims, self.depths, arch['mlp_ratios'])):
+                zip(self.out_channels, self.depths, arch['mlp_ratios'])):
             self.add_module(f'patch_embed{i + 1}', OverlapPatchEmbed(
-                in_channels if i == 0 else self.embed_dims[i - 1], dim,
+                in_channels if i == 0 else self.out_channels[i - 1], dim,
                 7 if i == 0 else 3, 4 if i == 0 else 2, norm_cfg))
             self.add_module(f'block{i + 1}', nn.ModuleList(
                 VANBlock(dim, ratio, drop_rate, dpr[cur + j], layer_scale_init, norm_cfg)
                 for j in range(depth)))
             self.add_module(f'norm{i + 1}', nn.LayerNorm(dim, eps=1e-6))
             cur += depth
-        self._check_stage_args()
         self._init_convs()
-
-    @property
-    def num_stages(self):
-        return len(self.depths)
 
     def _init_convs(self):
         # The official N(0, 2 / fan_out) with fan_out divided by groups: for

@@ -46,13 +46,15 @@ def check_conv_contract(make_conv, in_channels=16, out_channels=24, kernel_size=
 
 
 def unit_norms(model):
-    """``{name: norm}`` of every norm layer inside a unit of ``model``: a
-    module whose class declares ``host_norm_args`` (the protocol of
-    :mod:`mmext.models.layers.unit_norm`)."""
+    """``{name: norm}`` of every norm layer inside a unit of ``model`` that
+    follows its host's norm: a module whose class declares non-empty
+    ``host_norm_args`` (the protocol of :mod:`mmext.models.layers.unit_norm`;
+    an empty tuple says the unit has no norm a host sets, e.g. HorNet's
+    batch-free LayerNorms)."""
     from torch.nn.modules.batchnorm import _BatchNorm
     norms = {}
     for name, unit in model.named_modules():
-        if not hasattr(type(unit), 'host_norm_args'):
+        if not getattr(type(unit), 'host_norm_args', ()):
             continue
         for sub, m in unit.named_modules():
             if isinstance(m, (_BatchNorm, torch.nn.GroupNorm, torch.nn.LayerNorm)):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from conftest import CONFIGS, run_tool
 from design_checks import randomize
 
-from mmext.analysis.attention_maps import (collect_attention, default_images, find_extractor,
+from mmext.analysis.attention_maps import (collect_attention, declared_maps, default_images,
                                            render_grid)
 from mmext.models.backbones.hornet import GnConv
 from mmext.models.backbones.moganet import MultiOrderGatedAggregation
@@ -158,7 +158,7 @@ def test_collect_on_resnet18_finds_every_plugin_in_order(r18_se_cbam):
 
 def test_model_without_attention_is_a_clear_error():
     plain = MODELS.build(dict(type='mmext.ResNet', depth=18))
-    assert find_extractor(plain) is None
+    assert declared_maps(plain) is None
     with pytest.raises(MMExtError, match='no supported attention module.*CBAM.*LKA.*MogaNet'):
         collect_attention(plain, _input(3, (32, 32), n=1))
 

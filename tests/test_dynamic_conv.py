@@ -1,4 +1,4 @@
-"""DynamicConv (DY-CNN) and DynamicConvTemperatureHook: conv contract,
+"""DynamicConv (DY-CNN) and DynamicConvTemperatureHook: kernel bank layout,
 reduction to a static conv, per-sample reference, batching, the softmax
 temperature and its annealing."""
 import types
@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from design_checks import check_conv_contract
 
 import mmext.models.layers.dynamic_conv as dynamic_conv_mod
 from mmext.engine import DynamicConvTemperatureHook
@@ -22,16 +21,12 @@ from mmext.registry import MODELS
     (3, 4, 4, False, False),
     (3, 4, None, True, True),
 ])
-def test_conv_contract(kernel_size, num_kernels, groups, depthwise, bias):
-    torch.manual_seed(0)
+def test_kernel_bank_layout(kernel_size, num_kernels, groups, depthwise, bias):
+    """The bank's and the attention's shapes (the conv contract itself runs in
+    test_component_contract.py, from DynamicConv.component_examples)."""
     in_ch, out_ch = (16, 16) if depthwise else (16, 24)
-
-    def make(i, o, k, s, p):
-        return DynamicConv(i, o, k, stride=s, padding=p, groups=i if depthwise else groups,
-                           bias=bias, num_kernels=num_kernels)
-
-    check_conv_contract(make, in_channels=in_ch, out_channels=out_ch, kernel_size=kernel_size)
-    conv = make(in_ch, out_ch, kernel_size, 1, 0)
+    conv = DynamicConv(in_ch, out_ch, kernel_size, groups=in_ch if depthwise else groups,
+                       bias=bias, num_kernels=num_kernels)
     assert conv.weight.shape == (num_kernels, out_ch, 1 if depthwise else in_ch // groups,
                                  kernel_size, kernel_size)
     assert (conv.bias is None) == (not bias)

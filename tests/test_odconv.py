@@ -1,11 +1,10 @@
-"""ODConv: conv contract, reduction to a plain conv, per-sample reference,
+"""ODConv: attention heads and kernel layout, reduction to a plain conv, per-sample reference,
 batching, the official checkpoint layout and the published parameter counts."""
 import types
 
 import pytest
 import torch
 import torch.nn.functional as F
-from design_checks import check_conv_contract
 
 import mmext.models.layers.odconv as odconv_mod
 from mmext.models.layers import ODConv
@@ -22,17 +21,12 @@ ATTENTION_HEADS = {'fc', 'bn', 'channel_fc', 'filter_fc', 'spatial_fc', 'kernel_
     (3, 4, 4, False),
     (3, 4, None, True),
 ])
-def test_conv_contract(kernel_size, kernel_num, groups, depthwise):
-    torch.manual_seed(0)
+def test_attention_heads_and_kernel_layout(kernel_size, kernel_num, groups, depthwise):
+    """Which heads exist and the bank's shape (the conv contract itself runs
+    in test_component_contract.py, from ODConv.component_examples)."""
     in_ch, out_ch = (16, 16) if depthwise else (16, 24)
-
-    def make(i, o, k, s, p):
-        return ODConv(i, o, k, stride=s, padding=p, groups=i if depthwise else groups,
-                      kernel_num=kernel_num)
-
-    check_conv_contract(make, in_channels=in_ch, out_channels=out_ch, kernel_size=kernel_size)
-
-    conv = make(in_ch, out_ch, kernel_size, 1, kernel_size // 2)
+    conv = ODConv(in_ch, out_ch, kernel_size, padding=kernel_size // 2,
+                  groups=in_ch if depthwise else groups, kernel_num=kernel_num)
     att = conv.attention
     assert (att.spatial_fc is None) == (kernel_size == 1)
     assert (att.kernel_fc is None) == (kernel_num == 1)

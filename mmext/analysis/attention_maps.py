@@ -3,14 +3,16 @@ ordinary forward pass and rendered as one image grid.
 
 Why hooks: the design files stay as they are, and what is shown is exactly the
 tensor the module multiplies its features with, not a re-derivation that could
-drift from it. Every design in :data:`EXTRACTORS` names the submodule whose
-output *is* the map (or from which the module derives it with one cheap,
-documented step such as SK's softmax) and registers a forward hook there:
+drift from it. No design is named here: a module class declares its maps in
+its own file, as ``attention_maps`` (:class:`~mmext.models.layers.protocols.
+AttentionMaps`), naming the submodule whose output *is* the map (or from which
+the module derives it with one cheap, documented step such as SK's softmax);
+this module hooks every module of a model whose class declares them. Today:
 
 ============================  ========  ==========================================
 design (module class)          kind      captured tensor
 ============================  ========  ==========================================
-SE (mmdet ``SELayer``)         channel   ``conv2`` output (sigmoid weights), (N, C)
+SE                             channel   ``conv2`` output (sigmoid weights), (N, C)
 ECA                            channel   ``activate`` output, (N, C)
 CBAM                           channel   ``channel_activate`` output, (N, C)
 CBAM                           spatial   ``spatial_activate`` output, (N, 1, H, W)
@@ -25,15 +27,13 @@ GnConv (HorNet)                spatial   ``dwconv(q) * scale`` split per order,
                                          (N, C_k, H, W) per gate
 ============================  ========  ==========================================
 
-ODConv's kernel-position and kernel-selection attentions weight the kernel, not
-the image, and are not maps over the input, so they are not recorded.
-
 :func:`collect_attention` works on a lone module, a backbone, or a whole
 detector / segmentor (it then runs ``extract_feat``: backbone and neck).
-:func:`render_grid` writes one PNG: the input image, then every map as a tile
-titled with its module name and kind, in the order the modules ran (stage by
-stage). :func:`visualize` is what ``tools/analysis_tools/visualize_attention.py``
-runs: config -> model -> preprocessed images -> one grid per image.
+:func:`render_grid` writes one PNG with matplotlib: the input image, then every
+map as a tile titled with its module name and kind, in the order the modules
+ran (stage by stage). :func:`visualize` is what
+``tools/analysis_tools/visualize_attention.py`` runs: config -> model ->
+preprocessed images -> one grid per image.
 """
 import dataclasses
 import glob
@@ -48,14 +48,13 @@ import torch
 
 from mmext.utils.errors import MMExtError
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 KINDS = ('channel', 'spatial')
 
 
 # --------------------------------------------------------------------------
-# records and the extractor table
+# records and the declarations
 @dataclasses.dataclass
 class AttentionRecord:
     """One map captured from one module call.
@@ -82,142 +81,59 @@ class AttentionRecord:
         return f"{self.name or '<model>'} {self.design} {self.label or self.kind}"
 
 
-@dataclasses.dataclass(frozen=True)
-class Extractor:
-    """How to capture one design's maps.
-
-    Attributes:
-        design (str): Name shown in records and error messages.
-        attach (callable): ``attach(module, emit) -> list of hook handles``;
-            the hooks call ``emit(kind, label, tensor)`` while the module runs.
-        maps (str): Short description of what is recorded (for the docs and
-            the error listing the supported designs).
-    """
-
-    design: str
-    attach: object
-    maps: str
-
-
-EXTRACTORS = {}
-
-
-def register_extractor(module_cls, design, maps):
-    """Decorator adding ``attach`` for ``module_cls`` (and its subclasses) to
-    :data:`EXTRACTORS`."""
-
-    def wrap(attach):
-        EXTRACTORS[module_cls] = Extractor(design, attach, maps)
-        return attach
-
-    return wrap
-
-
-def find_extractor(module):
-    """The :class:`Extractor` of ``module``'s class or its nearest registered
-    base class, else None."""
-    for cls in type(module).__mro__:
-        if cls in EXTRACTORS:
-            return EXTRACTORS[cls]
-    return None
+def declared_maps(module):
+    """The ``attention_maps`` declaration of ``module``'s class (an
+    :class:`~mmext.models.layers.protocols.AttentionMaps` or any object with
+    ``design``, ``summary`` and ``maps``), else None."""
+    return getattr(type(module), 'attention_maps', None)
 
 
 def supported_designs():
-    """``'design (maps)'`` strings of every registered design."""
-    return [f'{e.design} ({e.maps})' for e in EXTRACTORS.values()]
+    """``'design (summary)'`` of every class registered in mmext's ``MODELS``
+    that declares ``attention_maps``, sorted by design."""
+    import mmext.models  # noqa: F401  (fills the registry)
+    from mmext.registry import MODELS
+    found = {}
+    for cls in MODELS.module_dict.values():
+        spec = getattr(cls, 'attention_maps', None)
+        if spec is not None:
+            found.setdefault(spec.design, spec.summary)
+    return [f'{design} ({summary})' for design, summary in sorted(found.items())]
 
 
-def _on_output(submodule, fn):
-    return submodule.register_forward_hook(lambda _m, _inp, out: fn(out))
+def _attach(module, spec, emit):
+    """Forward hooks on the declared sources of ``module``; each calls
+    ``emit(kind, label, tensor)`` for every map its output holds."""
+    handles = []
+    for entry in spec.maps:
+        transform = getattr(module, entry.transform) if entry.transform else None
 
+        def hook(_m, _inp, out, entry=entry, transform=transform):
+            value = transform(out) if transform is not None else out
+            pairs = value if isinstance(value, list) else \
+                [(entry.label or entry.kind, value)]
+            for label, tensor in pairs:
+                emit(entry.kind, label, tensor.flatten(1) if entry.kind == 'channel' else tensor)
 
-def _register_builtin_extractors():
-    # Imported here so that importing this module does not pull in every design.
-    from mmdet.models.layers import SELayer
-
-    from mmext.models.backbones.hornet import GnConv
-    from mmext.models.backbones.moganet import MultiOrderGatedAggregation
-    from mmext.models.backbones.van import LKA
-    from mmext.models.layers.odconv import ODConv
-    from mmext.models.layers.sk_conv import SKConv
-    from mmext.models.plugins import CBAM, ECA
-
-    # mmext.SE subclasses mmdet's SELayer, so both are covered.
-    @register_extractor(SELayer, 'SE', 'channel weights')
-    def _se(module, emit):
-        return [_on_output(module.conv2, lambda w: emit('channel', 'channel', w.flatten(1)))]
-
-    @register_extractor(ECA, 'ECA', 'channel weights')
-    def _eca(module, emit):
-        # activate's output is (N, 1, C): channels are ECA's 1D sequence.
-        return [_on_output(module.activate, lambda w: emit('channel', 'channel', w.flatten(1)))]
-
-    @register_extractor(CBAM, 'CBAM', 'channel weights, spatial map')
-    def _cbam(module, emit):
-        return [
-            _on_output(module.channel_activate,
-                       lambda w: emit('channel', 'channel', w.flatten(1))),
-            _on_output(module.spatial_activate, lambda w: emit('spatial', 'spatial', w)),
-        ]
-
-    @register_extractor(LKA, 'LKA', 'spatial attention per channel')
-    def _lka(module, emit):
-        # conv1's output is the attention LKA multiplies x with.
-        return [_on_output(module.conv1, lambda a: emit('spatial', 'attention', a))]
-
-    @register_extractor(MultiOrderGatedAggregation, 'MogaNet', 'spatial gate per channel')
-    def _moga(module, emit):
-        # ``act`` also runs in feat_decompose, so hooking it would mix two
-        # tensors; the gate conv's output is unique to the gate branch.
-        return [_on_output(module.gate, lambda g: emit('spatial', 'gate', module.act(g)))]
-
-    @register_extractor(SKConv, 'SK', 'branch selection weights per channel')
-    def _sk(module, emit):
-        def select(logits):
-            # Same view and softmax as SKConv.branch_attention.
-            attn = logits.view(logits.size(0), module.num_branches, module.out_channels)
-            attn = attn.softmax(dim=1)
-            for i in range(module.num_branches):
-                emit('channel', f'branch {i}', attn[:, i])
-
-        return [_on_output(module.select_fc, select)]
-
-    @register_extractor(ODConv, 'ODConv', 'input-channel and filter attention')
-    def _odconv(module, emit):
-        def heads(out):
-            channel, filt = out[0], out[1]
-            emit('channel', 'input channel', channel.flatten(1))
-            if filt is not None:
-                emit('channel', 'filter', filt.flatten(1))
-
-        return [_on_output(module.attention, heads)]
-
-    @register_extractor(GnConv, 'GnConv', 'spatial gates per order')
-    def _gnconv(module, emit):
-        def gates(ctx):
-            for i, g in enumerate(torch.split(ctx * module.scale, module.dims, dim=1)):
-                emit('spatial', f'gate {i}', g)
-
-        return [_on_output(module.dwconv, gates)]
-
-
-_register_builtin_extractors()
+        handles.append(module.get_submodule(entry.source).register_forward_hook(hook))
+    return handles
 
 
 # --------------------------------------------------------------------------
 # collection
 def attention_modules(model, modules=None):
-    """``(name, module, extractor)`` of every supported module of ``model``,
-    in registration order; ``modules`` is a regex searched in the names."""
+    """``(name, module, declaration)`` of every module of ``model`` whose
+    class declares ``attention_maps``, in ``named_modules`` order;
+    ``modules`` is a regex searched in the names."""
     pattern = re.compile(modules) if modules else None
     found = []
     for name, module in model.named_modules():
-        extractor = find_extractor(module)
-        if extractor is None:
+        spec = declared_maps(module)
+        if spec is None:
             continue
         if pattern is not None and not pattern.search(name):
             continue
-        found.append((name, module, extractor))
+        found.append((name, module, spec))
     return found
 
 
@@ -266,14 +182,14 @@ def collect_attention(model, inputs, modules=None):
     """
     found = check_has_attention(model, modules)
     records, handles = [], []
-    for name, module, extractor in found:
+    for name, module, spec in found:
 
-        def emit(kind, label, tensor, _name=name, _design=extractor.design):
+        def emit(kind, label, tensor, _name=name, _design=spec.design):
             assert kind in KINDS, kind
             records.append(AttentionRecord(_name, _design, kind,
                                            tensor.detach().float().cpu().clone(), label))
 
-        handles.extend(extractor.attach(module, emit))
+        handles.extend(_attach(module, spec, emit))
     # Remember every module's mode: a backbone may keep some in eval on purpose.
     modes = [(m, m.training) for m in model.modules()]
     try:
@@ -320,7 +236,7 @@ class GridLayout:
 
     @property
     def shape(self):
-        """(height, width) of the PNG."""
+        """(height, width) of the PNG, in pixels."""
         return (self.rows * (self.tile_h + self.title_h + self.gap) + self.gap,
                 self.cols * (self.tile_w + self.gap) + self.gap)
 
@@ -332,96 +248,88 @@ class GridLayout:
         return y0, x0, y0 + self.tile_h, x0 + self.tile_w
 
 
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-_FONT_SCALE = 0.35
+# One figure pixel per PNG pixel: the layout's geometry is the PNG's.
+_DPI = 100
+_FONT_SIZE = 6.5
 _LINE_H = 12
-_BACKGROUND = 40
+_BACKGROUND = '#141414'
+_BAND = '#282828'
 
 
-def _fit_text(text, width, keep='end'):
-    """Shorten ``text`` to fit ``width`` pixels, dropping from the front for
-    module names (their tail says which block) and from the back otherwise."""
-    if cv2.getTextSize(text, _FONT, _FONT_SCALE, 1)[0][0] <= width:
+def _fit_text(text, width, measure, keep='end'):
+    """Shorten ``text`` to fit ``width`` pixels (``measure(text)`` gives its
+    width), dropping from the front for module names (their tail says which
+    block) and from the back otherwise."""
+    if measure(text) <= width:
         return text
     while len(text) > 1:
         text = text[1:] if keep == 'end' else text[:-1]
         shown = '..' + text if keep == 'end' else text + '..'
-        if cv2.getTextSize(shown, _FONT, _FONT_SCALE, 1)[0][0] <= width:
+        if measure(shown) <= width:
             return shown
     return text
 
 
-def _title_band(lines, width, height):
-    band = np.full((height, width, 3), _BACKGROUND, np.uint8)
-    for i, (text, keep) in enumerate(lines):
-        cv2.putText(band, _fit_text(text, width - 4, keep), (2, (i + 1) * _LINE_H - 2), _FONT,
-                    _FONT_SCALE, (235, 235, 235), 1, cv2.LINE_AA)
-    return band
-
-
-def _to_bgr_uint8(image):
+def _as_rgb(image):
     image = np.asarray(image)
     if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        image = np.repeat(image[..., None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] != 3:
         raise MMExtError(f'render_grid needs an (H, W, 3) BGR image, got shape {image.shape}')
     if image.dtype != np.uint8:
         image = np.clip(image, 0, 255).astype(np.uint8)
-    return image
+    return np.ascontiguousarray(image[..., ::-1])
 
 
-def _heat_tile(picture, value_map):
-    """``value_map`` (h, w) min-max scaled, upsampled to the picture and
-    overlaid as a JET heatmap; returns the tile and the value range."""
+def _draw_heat(ax, picture, value_map):
+    """``value_map`` (h, w) min-max scaled, bilinearly stretched over the
+    picture and overlaid as a JET heatmap; returns the value range."""
     lo, hi = float(value_map.min()), float(value_map.max())
     norm = (value_map - lo) / (hi - lo) if hi > lo else np.full_like(value_map, 0.5)
-    norm = cv2.resize((norm * 255).astype(np.uint8), picture.shape[1::-1],
-                      interpolation=cv2.INTER_LINEAR)
-    heat = cv2.applyColorMap(norm, cv2.COLORMAP_JET)
-    return cv2.addWeighted(picture, 0.4, heat, 0.6, 0), (lo, hi)
+    h, w = picture.shape[:2]
+    ax.imshow(picture, interpolation='nearest', aspect='auto')
+    ax.imshow(norm, cmap='jet', vmin=0, vmax=1, alpha=0.6, interpolation='bilinear', aspect='auto',
+              extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+    return lo, hi
 
 
-def _bar_tile(width, height, values):
-    """Bars of the per-channel weights on a fixed axis, with a colour strip of
-    the same values min-max scaled along the bottom (weights near 0.5 all look
-    alike as bars; the strip shows which channels stand out)."""
-    tile = np.full((height, width, 3), 250, np.uint8)
+def _draw_bars(ax, values):
+    """One bar per channel weight (neighbouring channels averaged when there
+    are more channels than pixels), on a [0, 1] axis for weights in that
+    range so that tiles compare; each bar coloured by its min-max scaled
+    value (weights near 0.5 all look alike as bars, the colour shows which
+    channels stand out). Returns the value range."""
+    import matplotlib
     values = np.asarray(values, np.float64)
     lo, hi = float(values.min()), float(values.max())
-    # Sigmoid / softmax weights keep the [0, 1] axis so tiles compare.
     if lo >= 0 and hi <= 1:
         axis_lo, axis_hi = 0.0, 1.0
     else:
         axis_lo, axis_hi = min(lo, 0.0), max(hi, lo + 1e-6)
-    # More channels than pixels: average neighbouring channels per column.
-    bins = [b.mean() for b in np.array_split(values, min(len(values), width))]
-    strip_h = max(6, height // 12)
-    plot_h = height - strip_h - 4
-    scale = (np.asarray(bins) - axis_lo) / (axis_hi - axis_lo)
-    colours = cv2.applyColorMap(np.clip(scale * 255, 0, 255).astype(np.uint8)[:, None],
-                                cv2.COLORMAP_JET)[:, 0]
-    rel = (np.asarray(bins) - min(bins)) / max(max(bins) - min(bins), 1e-12)
-    strip = cv2.applyColorMap((rel * 255).astype(np.uint8)[:, None], cv2.COLORMAP_JET)[:, 0]
-    edges = np.linspace(0, width, len(bins) + 1).round().astype(int)
-    base = plot_h - 1 - int(round((0 - axis_lo) / (axis_hi - axis_lo) * (plot_h - 1)))
-    for x0, x1, s, colour, strip_colour in zip(edges[:-1], edges[1:], scale, colours, strip):
-        top = plot_h - 1 - int(round(float(np.clip(s, 0, 1)) * (plot_h - 1)))
-        y0, y1 = sorted((top, base))
-        cv2.rectangle(tile, (int(x0), y0), (max(int(x0), int(x1) - 1), y1),
-                      tuple(int(c) for c in colour), -1)
-        tile[height - strip_h:, x0:x1] = strip_colour
-    cv2.line(tile, (0, base), (width - 1, base), (90, 90, 90), 1)
-    return tile, (lo, hi)
+    width = ax.bbox.width
+    bins = np.array([b.mean() for b in np.array_split(values, max(1, min(len(values),
+                                                                         int(width))))])
+    rel = (bins - bins.min()) / max(bins.max() - bins.min(), 1e-12)
+    ax.set_facecolor('#fafafa')
+    ax.bar(np.arange(len(bins)), bins, width=1.0, color=matplotlib.colormaps['jet'](rel),
+           linewidth=0)
+    ax.axhline(0, color='#5a5a5a', linewidth=0.8)
+    ax.set_xlim(-0.5, len(bins) - 0.5)
+    ax.set_ylim(axis_lo, axis_hi)
+    return lo, hi
 
 
-def _tiles_of(record, picture, sample, channels_per_map):
-    """``(title lines, tile)`` pairs of one record."""
+def _tiles_of(record, sample, channels_per_map):
+    """``(title lines, draw)`` pairs of one record; ``draw(ax, picture)``
+    draws the tile and returns its info line."""
     tensor = record.tensor[sample].numpy()
     name_line = (record.name or '<model>', 'end')
     if record.kind == 'channel':
-        tile, (lo, hi) = _bar_tile(picture.shape[1], picture.shape[0], tensor.reshape(-1))
-        info = f'{record.design} {record.label} C={tensor.size} [{lo:.2f}, {hi:.2f}]'
-        return [([name_line, (info, 'start')], tile)]
+        def draw_channel(ax, _picture, values=tensor.reshape(-1)):
+            lo, hi = _draw_bars(ax, values)
+            return f'{record.design} {record.label} C={values.size} [{lo:.2f}, {hi:.2f}]'
+
+        return [(name_line, draw_channel)]
     maps = []
     if tensor.shape[0] == 1:
         maps.append(('', tensor[0]))
@@ -432,22 +340,26 @@ def _tiles_of(record, picture, sample, channels_per_map):
         maps.extend((f'ch {int(c)}', tensor[c]) for c in order[:channels_per_map])
     out = []
     for which, value_map in maps:
-        tile, (lo, hi) = _heat_tile(picture, value_map)
-        info = f"{record.design} {record.label}{' ' + which if which else ''} [{lo:.2g}, {hi:.2g}]"
-        out.append(([name_line, (info, 'start')], tile))
+        def draw_spatial(ax, picture, which=which, value_map=value_map):
+            lo, hi = _draw_heat(ax, picture, value_map)
+            which = f' {which}' if which else ''
+            return f'{record.design} {record.label}{which} [{lo:.2g}, {hi:.2g}]'
+
+        out.append((name_line, draw_spatial))
     return out
 
 
 def render_grid(image, records, out_file=None, max_maps=32, channels_per_map=2, tile_size=192,
                 cols=None, sample=0):
-    """Compose the input image and the maps of ``records`` into one grid.
+    """Compose the input image and the maps of ``records`` into one grid,
+    drawn with matplotlib.
 
     Spatial maps are min-max scaled per tile (the title gives the range),
-    upsampled to the image and overlaid as a JET heatmap; a map with C > 1
+    stretched over the image and overlaid as a JET heatmap; a map with C > 1
     channels (LKA, MogaNet) gets a tile for the channel mean and one for each
     of the ``channels_per_map`` channels that vary most over the image.
     Channel weights are bar plots (one bar per channel, on a [0, 1] axis for
-    weights in that range) with a colour strip of the same values.
+    weights in that range), each bar coloured by its min-max scaled value.
 
     Args:
         image (np.ndarray): The input image as fed (after any resize), BGR
@@ -463,51 +375,98 @@ def render_grid(image, records, out_file=None, max_maps=32, channels_per_map=2, 
         sample (int): Which sample of the batch the maps are taken from.
 
     Returns:
-        GridLayout: The geometry (tile titles, rows, cols, sizes).
+        GridLayout: The geometry (tile titles, rows, cols, sizes, in pixels
+        of the PNG).
+
+    Raises:
+        MMExtError: For an image that is not (H, W, 3) or (H, W), a negative
+            ``max_maps``, a ``sample`` outside the batch, or a PNG that cannot
+            be written.
     """
-    image = _to_bgr_uint8(image)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.font_manager import FontProperties
+
+    image = _as_rgb(image)
     if max_maps < 0:
         raise MMExtError(f'max_maps must be >= 0, got {max_maps}')
     h, w = image.shape[:2]
     scale = tile_size / max(h, w)
     tile_w, tile_h = max(1, round(w * scale)), max(1, round(h * scale))
+    # The input at the tile's size, so that every tile shows it pixel for pixel.
     picture = cv2.resize(image, (tile_w, tile_h), interpolation=cv2.INTER_AREA
                          if scale < 1 else cv2.INTER_LINEAR)
     shown = list(records)[:max_maps]
-    tiles = [([('input', 'start'), (f'{w}x{h}', 'start')], picture)]
     for record in shown:
         if not 0 <= sample < record.tensor.shape[0]:
             raise MMExtError(f'sample {sample} is out of the batch of {record.tensor.shape[0]}')
-        tiles.extend(_tiles_of(record, picture, sample, channels_per_map))
+
+    def draw_input(ax, pic):
+        ax.imshow(pic, interpolation='nearest', aspect='auto')
+        return f'{w}x{h}'
+
+    tiles = [(('input', 'start'), draw_input)]
+    for record in shown:
+        tiles.extend(_tiles_of(record, sample, channels_per_map))
 
     title_h, gap = 2 * _LINE_H + 2, 4
     cols = cols or min(8, math.ceil(math.sqrt(len(tiles))))
     rows = math.ceil(len(tiles) / cols)
-    layout = GridLayout(titles=tuple(' | '.join(t for t, _ in lines) for lines, _ in tiles),
-                        rows=rows, cols=cols, tile_w=tile_w, tile_h=tile_h, title_h=title_h,
-                        gap=gap, records=len(shown), skipped=len(records) - len(shown))
-    canvas = np.full((*layout.shape, 3), _BACKGROUND // 2, np.uint8)
-    for i, (lines, tile) in enumerate(tiles):
-        y0, x0, y1, x1 = layout.picture_box(i)
-        canvas[y0 - title_h:y0, x0:x1] = _title_band(lines, tile_w, title_h)
-        canvas[y0:y1, x0:x1] = tile
+    height, width = (rows * (tile_h + title_h + gap) + gap, cols * (tile_w + gap) + gap)
+    fig = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, facecolor=_BACKGROUND)
+    canvas = FigureCanvasAgg(fig)
+    renderer = canvas.get_renderer()
+    font = FontProperties(size=_FONT_SIZE)
+
+    def measure(text):
+        return renderer.get_text_width_height_descent(text, font, ismath=False)[0]
+
+    def box(y0, x0, hh, ww):  # pixels from the top left -> figure fraction
+        return [x0 / width, 1 - (y0 + hh) / height, ww / width, hh / height]
+
+    titles = []
+    for i, (first, draw) in enumerate(tiles):
+        r, c = divmod(i, cols)
+        y0 = gap + r * (tile_h + title_h + gap)
+        x0 = gap + c * (tile_w + gap)
+        ax = fig.add_axes(box(y0 + title_h, x0, tile_h, tile_w))
+        info = draw(ax, picture)
+        band = fig.add_axes(box(y0, x0, title_h, tile_w), facecolor=_BAND)
+        for a in (ax, band):
+            a.set_xticks([])
+            a.set_yticks([])
+            a.spines[:].set_visible(False)
+        lines = [first, (info, 'start')]
+        for k, (text, keep) in enumerate(lines):
+            band.text(2 / tile_w, 1 - ((k + 1) * _LINE_H - 2) / title_h,
+                      _fit_text(text, tile_w - 4, measure, keep), transform=band.transAxes,
+                      fontproperties=font, color='#ebebeb', va='baseline', ha='left')
+        titles.append(' | '.join(t for t, _ in lines))
+    layout = GridLayout(titles=tuple(titles), rows=rows, cols=cols, tile_w=tile_w,
+                        tile_h=tile_h, title_h=title_h, gap=gap, records=len(shown),
+                        skipped=len(records) - len(shown))
     if out_file:
         os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
-        if not cv2.imwrite(out_file, canvas):
-            raise MMExtError(f'could not write {out_file}')
+        try:
+            fig.savefig(out_file, dpi=_DPI, facecolor=_BACKGROUND)
+        except OSError as exc:
+            raise MMExtError(f'could not write {out_file}: {exc}') from exc
     return layout
 
 
 # --------------------------------------------------------------------------
 # config -> model -> images (the tool)
-def load_model(config, checkpoint=None, cfg_options=None):
+def load_model(config, checkpoint=None, cfg_options=None, root=None):
     """Build the model of ``config`` (pretrained weights stripped, as the
-    benchmark does) and load ``checkpoint``; returns ``(model, model_cfg)``."""
+    benchmark does) and load ``checkpoint``; returns ``(model, model_cfg)``.
+    A relative ``config`` is looked up under ``root`` (the caller's folder,
+    e.g. the checkout the tool runs from), else the current directory."""
     from mmext.analysis.benchmark import build_subject, parse_reference
-    ref = parse_reference(config, root=ROOT)
+    root = root or os.getcwd()
+    ref = parse_reference(config, root=root)
     if ref.kind != 'config':
         raise MMExtError(f"'{config}' is not a config file")
-    subject = build_subject(ref, root=ROOT, cfg_options=cfg_options)
+    subject = build_subject(ref, root=root, cfg_options=cfg_options)
     model = subject.model
     if checkpoint:
         from mmengine.runner import load_checkpoint
@@ -562,14 +521,16 @@ def read_image(path, shape=None):
 
 
 def visualize(config, images=None, out_dir='work_dirs/attention_maps', checkpoint=None,
-              shape=None, modules=None, max_maps=32, cfg_options=None, num_images=1):
-    """Write one attention grid per image for ``config``'s model.
+              shape=None, modules=None, max_maps=32, cfg_options=None, num_images=1,
+              root=None):
+    """Write one attention grid per image for ``config``'s model (a relative
+    ``config`` is looked up under ``root``, see :func:`load_model`).
 
     Returns:
         list[tuple[str, list[AttentionRecord], GridLayout]]: Per image the
         PNG written, the records and the grid layout.
     """
-    model, model_cfg = load_model(config, checkpoint, cfg_options)
+    model, model_cfg = load_model(config, checkpoint, cfg_options, root)
     check_has_attention(model, modules)
     mean, std, bgr_to_rgb = normalisation(model, model_cfg)
     images = list(images or default_images(num_images))
@@ -584,7 +545,7 @@ def visualize(config, images=None, out_dir='work_dirs/attention_maps', checkpoin
     return results
 
 
-__all__ = ['AttentionRecord', 'Extractor', 'EXTRACTORS', 'register_extractor', 'find_extractor',
-           'supported_designs', 'attention_modules', 'check_has_attention', 'collect_attention',
-           'GridLayout', 'render_grid', 'load_model', 'normalisation', 'preprocess',
-           'default_images', 'read_image', 'visualize']
+__all__ = ['AttentionRecord', 'declared_maps', 'supported_designs', 'attention_modules',
+           'check_has_attention', 'collect_attention', 'GridLayout', 'render_grid',
+           'load_model', 'normalisation', 'preprocess', 'default_images', 'read_image',
+           'visualize']

@@ -24,9 +24,13 @@ What mmengine misses and mmext adds:
 * per-sample dynamic kernels: the convolution with ``groups * N`` groups and
   the kernel-mixing matrix product are traced and counted already; what is
   not is a kernel modulated elementwise per sample (ODConv's spatial
-  attention, TAdaConv's calibration). Those are counted by *module handles*:
-  one multiply per element of the per-sample kernel, added to the module and
-  its ancestors in :attr:`FlopCount.by_module`.
+  attention, TAdaConv's calibration). A module class that does such work
+  declares it in its own file as a method ``extra_flops(inputs, output) ->
+  int`` (the protocol of :mod:`mmext.models.layers.protocols`; ODConv and
+  TAdaConv: one multiply per element of the per-sample kernel). Every module
+  of the model that has one is hooked; its figure is added to the module and
+  its ancestors in :attr:`FlopCount.by_module`, and to ``dynamic_kernel`` in
+  :attr:`FlopCount.by_operator`.
 """
 import collections
 import dataclasses
@@ -116,25 +120,11 @@ OP_HANDLES = {'aten::scaled_dot_product_attention': sdpa_flop_jit}
 OP_HANDLES.update({op: _fft_handle(op) for op in _FFT_OPS})
 
 
-def _odconv_kernel_flops(module, inputs, output):
-    # Spatial attention scales each per-sample kernel (N, out, in/g, k, k);
-    # without it (1x1 kernels) the mixing is the counted matrix product.
-    if module.attention.spatial_fc is None:
-        return 0
-    return inputs[0].shape[0] * module.weight[0].numel()
-
-
-def _tadaconv_kernel_flops(module, inputs, output):
-    x = inputs[0]
-    frames = x.shape[2] if x.dim() == 5 else 1
-    return x.shape[0] * frames * module.weight.numel()
-
-
-def module_handles():
-    """Module class -> ``fn(module, inputs, output) -> FLOPs`` that the trace
-    does not see (looked up by ``isinstance``)."""
-    from mmext.models.layers import ODConv, TAdaConv
-    return {ODConv: _odconv_kernel_flops, TAdaConv: _tadaconv_kernel_flops}
+def extra_flops_of(module):
+    """The ``extra_flops(inputs, output)`` method ``module`` declares (FLOPs
+    of one call that the trace does not see), else None."""
+    fn = getattr(module, 'extra_flops', None)
+    return fn if callable(fn) else None
 
 
 @dataclasses.dataclass
@@ -147,7 +137,7 @@ class FlopCount:
             level of the hierarchy.
         by_operator (dict[str, int]): Per op name (mmengine's keys, e.g.
             ``conv``, ``matmul``, ``fft_rfft2``, ``scaled_dot_product_attention``)
-            and ``dynamic_kernel`` for the module handles.
+            and ``dynamic_kernel`` for the modules' ``extra_flops``.
         uncounted_ops (tuple[str]): Traced ops without any handle (0 FLOPs).
     """
 
@@ -163,7 +153,7 @@ class FlopCount:
 
 def count_flops(model, inputs, op_handles=None):
     """Count the FLOPs of ``model(*inputs)`` with mmengine's FlopAnalyzer,
-    mmext's :data:`OP_HANDLES` and module handles.
+    mmext's :data:`OP_HANDLES` and the ``extra_flops`` of its modules.
 
     The model is traced as it is (call ``eval()`` first for inference
     figures); gradients are off. ``op_handles`` adds to or overrides
@@ -178,17 +168,16 @@ def count_flops(model, inputs, op_handles=None):
         inputs = (inputs, )
     handles = {op: fn for op, fn in dict(OP_HANDLES, **(op_handles or {})).items()
                if fn is not None}
-    by_class = module_handles()
     extra = collections.Counter()
     hooks = []
 
     def record(name, fn):
         def hook(module, args, output):
-            extra[name] += int(fn(module, args, output))
+            extra[name] += int(fn(args, output))
         return hook
 
     for name, module in model.named_modules():
-        fn = next((f for cls, f in by_class.items() if isinstance(module, cls)), None)
+        fn = extra_flops_of(module)
         if fn is not None:
             hooks.append(module.register_forward_hook(record(name, fn)))
     try:

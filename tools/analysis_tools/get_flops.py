@@ -14,13 +14,10 @@ import argparse
 import os.path as osp
 import sys
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)  # run from a checkout
-
-import mmext  # noqa: E402,F401  (stack fixes)
-from mmext.analysis.model_complexity import model_complexity, render, write_json  # noqa: E402
-from mmext.utils.config import DictAction  # noqa: E402
-from mmext.utils.errors import MMExtError, friendly_errors  # noqa: E402
+import mmext  # noqa: F401  (stack fixes)
+from mmext.analysis.model_complexity import model_complexity, render, write_json
+from mmext.utils.config import DictAction
+from mmext.utils.errors import MMExtError, friendly_errors
 
 
 def parse_args(argv=None):

@@ -5,24 +5,21 @@ per image.
         [--checkpoint CKPT] [--shape H W] [--modules REGEX] [--max-maps N]
         [--cfg-options KEY=VALUE ...]
 
-Every supported attention module (SE, ECA, CBAM, LKA, MogaNet's gate, SK,
-ODConv, GnConv) in the model is hooked during one forward pass of the backbone
-(and neck); the grid shows the input, then each spatial map as a heatmap over
-the image and each set of channel weights as a bar plot, in the order the
-modules ran. Without IMAGE the first embedded validation image is used; without
+Every module of the model whose class declares ``attention_maps`` (today SE,
+ECA, CBAM, LKA, MogaNet's gate, SK, ODConv, GnConv; see
+``mmext/models/layers/protocols.py``) is hooked during one forward pass of the
+backbone (and neck); the grid (drawn with matplotlib) shows the input, then
+each spatial map as a heatmap over the image and each set of channel weights as
+a bar plot, in the order the modules ran. Without IMAGE the first embedded validation image is used; without
 --checkpoint the weights are untrained, so the maps show the wiring, not what a
 trained model attends to. The work is in ``mmext/analysis/attention_maps.py``.
 """
 import argparse
-import os.path as osp
 import sys
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)  # run from a checkout
-
-import mmext  # noqa: E402,F401  (stack fixes, the mmext scope)
-from mmext.utils.config import DictAction  # noqa: E402
-from mmext.utils.errors import friendly_errors  # noqa: E402
+import mmext  # noqa: F401  (stack fixes, the mmext scope)
+from mmext.utils.config import DictAction
+from mmext.utils.errors import friendly_errors
 
 
 def parse_args(argv=None):

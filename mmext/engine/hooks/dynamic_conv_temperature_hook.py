@@ -4,13 +4,24 @@ from mmengine.model import is_model_wrapper
 from mmext.registry import HOOKS
 
 
+def anneals_temperature(module):
+    """Whether ``module``'s class declares ``annealed_temperature = True``:
+    its ``temperature`` is then set by :class:`DynamicConvTemperatureHook`
+    (a class attribute, so that an unrelated ``temperature``, e.g. of a
+    positional encoding, is never touched)."""
+    return getattr(type(module), 'annealed_temperature', False) is True
+
+
 @HOOKS.register_module()
 class DynamicConvTemperatureHook(Hook):
     """Anneal the attention temperature of dynamic convolutions.
 
     Before every training iteration (or epoch, with ``by_epoch=True``) sets
-    ``temperature`` of every :class:`~mmext.models.layers.DynamicConv` and
-    :class:`~mmext.models.layers.ODConv` in the model to
+    ``temperature`` of every module of the model whose class declares
+    ``annealed_temperature = True`` (the protocol of
+    :mod:`mmext.models.layers.protocols`; today
+    :class:`~mmext.models.layers.DynamicConv` and
+    :class:`~mmext.models.layers.ODConv`) to
     ``start + (end - start) * min(step / num_steps, 1)``: linear from
     ``start`` to ``end`` over the first ``num_steps`` steps, then ``end``.
     Both DY-CNN and the official ODConv training anneal from 30 to 1 over the
@@ -55,19 +66,16 @@ class DynamicConvTemperatureHook(Hook):
         return self.start + (self.end - self.start) * progress
 
     def set_temperature(self, model, temperature, force=False):
-        """Set ``temperature`` on every dynamic convolution of ``model``
-        unless it is the value set last time (``force`` sets it anyway)."""
+        """Set ``temperature`` on every module of ``model`` that declares
+        ``annealed_temperature``, unless it is the value set last time
+        (``force`` sets it anyway)."""
         if temperature == self._last and not force:
             return
         self._last = temperature
-        # Imported here so that importing mmext.engine does not pull in the
-        # models package.
-        from mmext.models.layers.dynamic_conv import DynamicConv
-        from mmext.models.layers.odconv import ODConv
         if is_model_wrapper(model):
             model = model.module
         for m in model.modules():
-            if isinstance(m, (DynamicConv, ODConv)):
+            if anneals_temperature(m):
                 m.temperature = temperature
 
     def before_train(self, runner):

@@ -11,6 +11,7 @@ from torch.nn.modules.utils import _pair
 
 from mmext.registry import MODELS
 from .conv_args import set_conv_args
+from .protocols import ComponentExample
 from .unit_norm import check_norm_input
 
 
@@ -94,6 +95,9 @@ class DCDC(BaseModule):
 
     # The argument a host fills with its own norm_cfg (unit_norm.with_host_norm).
     host_norm_args = ('norm_cfg',)
+    # The generator's norm runs per output position: batch 1 on a 9x9 map
+    # runs (only a 1x1 output map is one value per channel).
+    component_examples = (ComponentExample('conv'), )
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0, dilation=1,
                  groups=1, bias=False, reduction=4, group_channels=16, min_channels=16,

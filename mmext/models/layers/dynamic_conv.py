@@ -9,6 +9,7 @@ from mmengine.model import BaseModule
 from mmext.registry import MODELS
 from .conv_args import set_conv_args
 from .kernel_bank import expand_static_tensors
+from .protocols import ComponentExample
 
 
 @MODELS.register_module()
@@ -49,6 +50,18 @@ class DynamicConv(BaseModule):
 
     # No norm inside: nothing for a host to pass (unit_norm.with_host_norm).
     host_norm_args = ()
+    # DynamicConvTemperatureHook anneals ``temperature`` (mmext.models.layers.protocols).
+    annealed_temperature = True
+    # The kernel mixing and the grouped convolution are traced and counted;
+    # no extra_flops. The examples: K kernels with and without bias, one
+    # kernel (no attention), a 1x1 kernel, groups and depth-wise.
+    component_examples = (
+        ComponentExample('conv', dict(num_kernels=4)),
+        ComponentExample('conv', dict(num_kernels=4), kernel_size=1),
+        ComponentExample('conv', dict(num_kernels=1)),
+        ComponentExample('conv', dict(num_kernels=4, groups=4, bias=False)),
+        ComponentExample('conv', dict(num_kernels=4, groups=16), out_channels=16),
+    )
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, num_kernels=4, reduction=4, temperature=30.0,

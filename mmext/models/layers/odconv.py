@@ -9,6 +9,7 @@ from mmengine.model import BaseModule
 from mmext.registry import MODELS
 from .conv_args import set_conv_args
 from .kernel_bank import expand_static_tensors
+from .protocols import AttentionMap, AttentionMaps, ComponentExample
 from .unit_norm import build_unit_norm, check_norm_input
 
 
@@ -146,6 +147,22 @@ class ODConv(BaseModule):
 
     # The argument a host fills with its own norm_cfg (unit_norm.with_host_norm).
     host_norm_args = ('attn_norm_cfg',)
+    # DynamicConvTemperatureHook anneals ``temperature`` (mmext.models.layers.protocols).
+    annealed_temperature = True
+    # The kernel-position and kernel-selection attentions weight the kernel,
+    # not the image: they are not maps over the input.
+    attention_maps = AttentionMaps('ODConv', 'input-channel and filter attention', (
+        AttentionMap('attention', 'channel', transform='image_attentions'), ))
+    component_examples = (
+        ComponentExample('conv', dict(kernel_num=4), one_image_raises=True),
+        ComponentExample('conv', dict(kernel_num=1), one_image_raises=True),
+        ComponentExample('conv', dict(kernel_num=4), kernel_size=1, one_image_raises=True),
+        # The static pointwise fast path.
+        ComponentExample('conv', dict(kernel_num=1), kernel_size=1, one_image_raises=True),
+        ComponentExample('conv', dict(kernel_num=4, groups=4), one_image_raises=True),
+        ComponentExample('conv', dict(kernel_num=4, groups=16), out_channels=16,
+                         one_image_raises=True),
+    )
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=False, reduction=0.0625, kernel_num=4, min_channels=16,
@@ -186,6 +203,24 @@ class ODConv(BaseModule):
     def update_temperature(self, temperature):
         """Same as setting :attr:`temperature` (the official method name)."""
         self.temperature = temperature
+
+    @staticmethod
+    def image_attentions(heads):
+        """The attentions that scale the input channels and the output
+        filters, ``[('input channel', (N, C_in, 1, 1)), ('filter', (N, C_out,
+        1, 1))]`` (no filter entry for a depth-wise kernel), from the output
+        of :class:`ODConvAttention` (the ``attention_maps`` transform)."""
+        channel, filt = heads[:2]
+        return [('input channel', channel)] + ([] if filt is None else [('filter', filt)])
+
+    def extra_flops(self, inputs, output):
+        """FLOPs the trace misses (``mmext.analysis.flops``): the spatial
+        attention scales each per-sample kernel (N, out, in/groups, k, k)
+        elementwise, one multiply per element; without it (1x1 kernels) the
+        mixing is the traced, counted matrix product."""
+        if self.attention.spatial_fc is None:
+            return 0
+        return inputs[0].shape[0] * self.weight[0].numel()
 
     @property
     def is_static_pointwise(self):

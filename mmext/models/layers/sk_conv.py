@@ -6,6 +6,7 @@ from mmengine.model import BaseModule
 from torch.nn.modules.utils import _pair
 
 from mmext.registry import MODELS
+from .protocols import AttentionMap, AttentionMaps, ComponentExample
 from .unit_norm import (SAME_AS_NORM_CFG, check_norm_input, check_pooled_norm_cfg,
                         resolve_norm_cfg)
 
@@ -76,6 +77,9 @@ class SKConv(BaseModule):
 
     # The argument a host fills with its own norm_cfg (unit_norm.with_host_norm).
     host_norm_args = ('norm_cfg',)
+    attention_maps = AttentionMaps('SK', 'branch selection weights per channel', (
+        AttentionMap('select_fc', 'channel', transform='selection_weights'), ))
+    component_examples = (ComponentExample('conv', one_image_raises=True), )
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0, dilation=1,
                  groups=1, bias=False, num_branches=2, reduction=16, min_channels=32,
@@ -115,6 +119,14 @@ class SKConv(BaseModule):
         z = self.fc(pooled)
         logits = self.select_fc(z).view(z.size(0), self.num_branches, self.out_channels, 1, 1)
         return logits.softmax(dim=1)
+
+    def selection_weights(self, logits):
+        """``[('branch i', (N, C_out))]``: the softmax over the branches of
+        the ``select_fc`` logits (N, M * C_out, 1, 1), as
+        :meth:`branch_attention` computes it (the ``attention_maps``
+        transform)."""
+        attn = logits.view(logits.size(0), self.num_branches, self.out_channels).softmax(dim=1)
+        return [(f'branch {i}', attn[:, i]) for i in range(self.num_branches)]
 
     def forward(self, x):
         feats = torch.stack([branch(x) for branch in self.branches], dim=1)

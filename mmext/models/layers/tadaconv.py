@@ -10,6 +10,7 @@ from torch.nn.modules.utils import _pair
 
 from mmext.registry import MODELS
 from .conv_args import set_conv_args
+from .protocols import ComponentExample
 from .unit_norm import build_unit_norm, check_norm_input
 
 
@@ -122,6 +123,9 @@ class TAdaConv(BaseModule):
 
     # The argument a host fills with its own norm_cfg (unit_norm.with_host_norm).
     host_norm_args = ('route_norm_cfg',)
+    # The image form (T = 1): the route's norm sees one pooled value per
+    # channel at batch 1.
+    component_examples = (ComponentExample('conv', one_image_raises=True), )
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=False, route_ratio=4, route_kernels=(3, 3),
@@ -158,6 +162,15 @@ class TAdaConv(BaseModule):
         alpha = alpha.permute(0, 2, 1).reshape(n, t, g, 1, self.in_channels // g, 1, 1)
         weight = self.weight.view(1, 1, g, self.out_channels // g, *self.weight.shape[1:])
         return (alpha * weight).reshape(n, t, *self.weight.shape)
+
+    def extra_flops(self, inputs, output):
+        """FLOPs the trace misses (``mmext.analysis.flops``): the
+        calibration scales the base kernel elementwise once per frame, one
+        multiply per element of each per-frame kernel; the grouped
+        convolution itself is traced and counted."""
+        x = inputs[0]
+        frames = x.shape[2] if x.dim() == 5 else 1
+        return x.shape[0] * frames * self.weight.numel()
 
     def forward(self, x):
         image = x.dim() == 4

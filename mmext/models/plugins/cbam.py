@@ -5,6 +5,7 @@ import torch.nn as nn
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule, constant_init
 
+from mmext.models.layers.protocols import AttentionMap, AttentionMaps, ComponentExample
 from mmext.models.layers.unit_norm import check_norm_input
 from mmext.registry import MODELS
 
@@ -59,6 +60,11 @@ class CBAM(BaseModule):
     _abbr_ = 'cbam'
     # The argument a host fills with its own norm_cfg (unit_norm.with_host_norm).
     host_norm_args = ('norm_cfg',)
+    attention_maps = AttentionMaps('CBAM', 'channel weights, spatial map', (
+        AttentionMap('channel_activate', 'channel', 'channel'),
+        AttentionMap('spatial_activate', 'spatial', 'spatial')))
+    # The spatial norm sees N * H * W values: batch 1 runs on a 9x9 map.
+    component_examples = (ComponentExample('plugin', dict(ratio=4)), )
 
     @classmethod
     def adapt_host_norm(cls, arg, norm_cfg):

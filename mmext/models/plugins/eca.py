@@ -4,6 +4,7 @@ import math
 import torch.nn as nn
 from mmengine.model import BaseModule
 
+from mmext.models.layers.protocols import AttentionMap, AttentionMaps, ComponentExample
 from mmext.registry import MODELS
 
 
@@ -44,6 +45,10 @@ class ECA(BaseModule):
     # No norm inside (trains at one image per device): nothing for a host to
     # pass (unit_norm.with_host_norm).
     host_norm_args = ()
+    # activate's output is (N, 1, C): channels are ECA's 1D sequence.
+    attention_maps = AttentionMaps('ECA', 'channel weights', (
+        AttentionMap('activate', 'channel', 'channel'), ))
+    component_examples = (ComponentExample('plugin'), )
 
     def __init__(self, in_channels, kernel_size=None, gamma=2, b=1, init_cfg=None):
         super().__init__(init_cfg=init_cfg)

@@ -1,6 +1,7 @@
 """Squeeze-and-Excitation (Hu et al., CVPR 2018, https://arxiv.org/abs/1709.01507)."""
 from mmdet.models.layers import SELayer
 
+from mmext.models.layers.protocols import AttentionMap, AttentionMaps, ComponentExample
 from mmext.registry import MODELS
 
 
@@ -42,6 +43,11 @@ class SE(SELayer):
     # No norm inside (trains at one image per device): nothing for a host to
     # pass (unit_norm.with_host_norm).
     host_norm_args = ()
+    # conv2's output is the sigmoid weight per channel (mmdet's ConvModule
+    # with the Sigmoid act) that scales the input.
+    attention_maps = AttentionMaps('SE', 'channel weights', (
+        AttentionMap('conv2', 'channel', 'channel'), ))
+    component_examples = (ComponentExample('plugin', dict(ratio=4)), )
 
     def __init__(self,
                  in_channels,

@@ -101,12 +101,45 @@ def test_listed_references():
         'timm:mvitv2_tiny'
     assert bm.listed_references(dict(type='mmdet.PyramidVisionTransformerV2', embed_dims=32,
                                      num_layers=[2, 2, 2, 2])) == ('timm:pvt_v2_b0', )
+    # resolved in the config's library: mmdet's scope, no prefix
+    assert bm.listed_references(dict(type='PyramidVisionTransformerV2', embed_dims=32,
+                                     num_layers=[2, 2, 2, 2]), scope='mmdet') == \
+        ('timm:pvt_v2_b0', )
+    assert bm.listed_references(dict(type='mmext.VAN', arch='base')) == ('mmpretrain:VAN:base', )
     assert bm.listed_references(dict(type='mmext.VAN', arch='b5')) == ()
+    assert bm.listed_references(dict(type='mmext.VAN', arch=dict(embed_dims=[8] * 4))) == ()
     assert bm.listed_references(dict(type='ResNet', depth=50)) == ()
-    # every listed spec parses
-    for archs in bm.REFERENCES.values():
+    # every declared spec parses
+    declared = bm.declared_references()
+    assert {'VAN', 'HorNet', 'MViTv2', 'mmdet.PyramidVisionTransformerV2'} <= set(declared)
+    for archs in declared.values():
         for specs in archs.values():
             assert all(bm.parse_reference(spec).kind in bm.KINDS for spec in specs)
+
+
+def test_references_of_a_new_design_are_found(monkeypatch):
+    """A test-only registered backbone and a test-only upstream design (for
+    mmdet's ResNet) declare references; the lookup by config type finds
+    them, by ``arch`` or by the declared ``reference_arch_key``."""
+    from mmext.models.backbones import pvt
+    from mmext.models.upstream import UpstreamDesign
+    from mmext.registry import MODELS
+
+    class ToyNet(nn.Module):
+        reference_implementations = {'small': ('timm:resnet18', )}
+
+        def __init__(self, arch='small'):
+            super().__init__()
+
+    monkeypatch.setitem(MODELS.module_dict, 'ToyNet', ToyNet)
+    monkeypatch.setattr(pvt, 'TOY_UPSTREAM', UpstreamDesign(
+        'ToyUp', 'mmdet.ResNet', reference_implementations={50: ('timm:resnet50', )},
+        reference_arch_key=lambda cfg: cfg['depth']), raising=False)
+    assert bm.listed_references(dict(type='mmext.ToyNet')) == ('timm:resnet18', )
+    assert bm.listed_references(dict(type='ResNet', depth=50), scope='mmdet') == \
+        ('timm:resnet50', )
+    assert bm.listed_references(dict(type='mmext.ResNet', depth=50)) == ()  # mmext's class
+    assert {'ToyNet', 'mmdet.ResNet'} <= set(bm.declared_references())
 
 
 def test_reference_without_its_package_is_skipped(monkeypatch, capsys):
@@ -157,6 +190,6 @@ def test_cli_compare_with_timm_and_errors():
     assert body[0][1] == 'backbone ResNet'
     proc = run_tool(TOOL, R18, '--compare', 'no_such_net_xyz', '--no-machine')
     assert proc.returncode == 1 and 'benchmark: error:' in proc.stderr
-    # R18 has no listed reference implementation
+    # R18's backbone declares no reference implementation
     proc = run_tool(TOOL, R18, '--compare', 'reference', '--no-machine')
-    assert proc.returncode == 1 and 'no reference implementation is listed' in proc.stderr
+    assert proc.returncode == 1 and 'no reference implementation is declared' in proc.stderr

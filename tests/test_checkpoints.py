@@ -6,7 +6,8 @@
   and only the opt-in reads it.
 * One reading path: ``init_cfg`` Pretrained, ``load_matching_checkpoint``
   (tools/test.py) and the converter.
-* The converter takes every design with an official layout; each ResNet
+* The converter takes every design with an official layout, discovered from
+  the designs' declarations (a test-only design is listed too); each ResNet
   layout (SE / ECA / CBAM / ODConv) converts a file written in the layout of
   ``checkpoint_layouts.md`` to exactly the keys of its config's backbone.
 """
@@ -23,7 +24,8 @@ from conftest import CONFIGS
 import mmext  # noqa: F401  (the weights-only allow-list)
 from mmext.models.backbones.mpvit import MPViT
 from mmext.models.backbones.sda_resnet import SDAResNet
-from mmext.models.official_layouts import RESNET_LAYOUTS, get_official_layout, official_layouts
+from mmext.models.official_layouts import (OfficialLayout, get_official_layout,
+                                           official_layouts, rename_resnet_keys)
 from mmext.tools import convert_official
 from mmext.utils.checkpoint import load_checkpoint, load_matching_checkpoint, read_state_dict
 from mmext.utils.errors import MMExtError, explain
@@ -209,6 +211,50 @@ def test_converter_knows_every_design_with_an_official_layout():
         get_official_layout('ResNet')
 
 
+def test_a_new_design_declaring_a_layout_is_listed(monkeypatch):
+    """Test-only designs, registered for this test: a class with its own
+    ``convert_official`` and a plugin declaring a ResNet layout; and an
+    upstream design bound in an mmext module. The converter lists all three
+    and converts with each design's own function."""
+    from mmext.models.backbones import pvt
+    from mmext.models.upstream import UpstreamDesign
+    from mmext.registry import MODELS
+
+    class ToyNet(torch.nn.Module):
+        official_drop_prefixes = ('head.', )
+
+        def __init__(self, depth=18):
+            super().__init__()
+
+        @classmethod
+        def convert_official(cls, state_dict):
+            return {k.replace('blk', 'block'): v for k, v in state_dict.items()}
+
+    class ToyPlugin(torch.nn.Module):
+        official_layouts = (OfficialLayout(
+            'Toy-ResNet', lambda sd: rename_resnet_keys(sd, [(r'\.toy\.', '.toy_plugin.')]),
+            config='toy/retinanet_r50-toy_fpn_1x_coco.py'), )
+
+    monkeypatch.setitem(MODELS.module_dict, 'ToyNet', ToyNet)
+    monkeypatch.setitem(MODELS.module_dict, 'ToyPlugin', ToyPlugin)
+    monkeypatch.setattr(pvt, 'TOY_UPSTREAM', UpstreamDesign(
+        'ToyUp', 'mmdet.ResNet', official_layouts=(OfficialLayout('ToyUp', dict), )),
+        raising=False)
+    layouts = official_layouts()
+    assert {'ToyNet', 'Toy-ResNet', 'ToyUp', 'SE-ResNet', 'VAN'} <= set(layouts)
+    w = torch.zeros(1)
+    toy = get_official_layout('mmext.toynet')
+    assert (toy.model_cls, toy.arch_arg) == (ToyNet, 'depth')  # no `arch` argument
+    assert toy.convert({'blk.w': w, 'head.w': w}) == {'block.w': w}
+    assert get_official_layout('toy_resnet').convert(
+        {'layer1.0.toy.w': w, 'fc.weight': w}) == {'layer1.0.toy_plugin.w': w}
+    with pytest.raises(MMExtError, match='no --arch.*configs/toy/'):
+        layouts['Toy-ResNet'].build('50')
+    monkeypatch.setattr(ToyPlugin, 'official_layouts', (OfficialLayout('SE-ResNet', dict), ))
+    with pytest.raises(MMExtError, match="two designs declare the official layout 'SE-ResNet'"):
+        official_layouts()
+
+
 def test_sda_resnet_through_the_converter(tmp_path):
     model = SDAResNet(depth=50, base_channels=8)
     ref = model.state_dict()
@@ -258,11 +304,11 @@ def to_official_resnet(state_dict):
     return out
 
 
-@pytest.mark.parametrize('name', sorted(RESNET_LAYOUTS))
+@pytest.mark.parametrize('name', sorted(DESIGN_KEYS))
 def test_resnet_layouts_convert_to_their_config_backbone(name, tmp_path):
     """A small file in the official layout (the R-50 config's backbone at 1/8
     of its width) converts to the config backbone's keys, tensors unchanged."""
-    config = f'{CONFIGS}/{RESNET_LAYOUTS[name].config}'
+    config = f'{CONFIGS}/{official_layouts()[name].config}'
     model = convert_official._config_backbone(config, dict(base_channels=8))
     ref = {k: torch.randn_like(v.float()).to(v.dtype) for k, v in model.state_dict().items()}
     official = to_official_resnet(ref)

@@ -20,9 +20,10 @@ What is timed:
 
 References: a second config, a timm model (``timm:NAME``, ``features_only``)
 or an mmpretrain backbone (``mmpretrain:TYPE:ARCH``, all stage outputs), or
-``reference``: the implementation :data:`REFERENCES` lists for the config's
-backbone. A reference whose package is not installed is skipped with a
-one-line note and the config is timed alone.
+``reference``: the implementation the config's backbone class declares
+(``reference_implementations``, see :func:`listed_references`). A reference
+whose package is not installed is skipped with a one-line note and the
+config is timed alone.
 
 Models are run interleaved (A, B, B, A, A, B, ...) on the same inputs so that
 drift of the machine (other processes, clocks) hits both alike. Warm-up
@@ -40,6 +41,7 @@ does, so the fractions compare like with like.
 import copy
 import dataclasses
 import importlib.util
+import inspect
 import math
 import os.path as osp
 import statistics
@@ -59,25 +61,14 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 
 # --------------------------------------------------------------------------
 # references
-# Reference implementations of mmext's backbones that can be built inside the
-# project, by the config's backbone type (scope dropped): {arch of the config:
-# reference specs, first installed one used}. Each gives the same stage
-# outputs as the mmext backbone (same shapes). The official VAN / HAT-Net /
-# MogaNet code is no package: mmpretrain's VAN has the official classification
-# code's structure; HAT-Net, MogaNet, MPViT and FCViT have no reference here.
-REFERENCES = {
-    'VAN': {f'b{i}': (f'mmpretrain:VAN:{a}', ) for i, a in
-            enumerate(('tiny', 'small', 'base', 'large'))},
-    'HorNet': {a: (f'mmpretrain:HorNet:{a}', ) for a in
-               ('tiny', 'small', 'base', 'tiny-gf', 'small-gf', 'base-gf')},
-    'MViTv2': {a: (f'timm:mvitv2_{a}', f'mmpretrain:MViT:{a}') for a in
-               ('tiny', 'small', 'base')},
-    # mmdet's PVTv2 (the PVTv2 configs' backbone) by its stage widths and depths.
-    'PyramidVisionTransformerV2': {
-        (32, (2, 2, 2, 2)): ('timm:pvt_v2_b0', ), (64, (2, 2, 2, 2)): ('timm:pvt_v2_b1', ),
-        (64, (3, 4, 6, 3)): ('timm:pvt_v2_b2', ), (64, (3, 4, 18, 3)): ('timm:pvt_v2_b3', ),
-        (64, (3, 8, 27, 3)): ('timm:pvt_v2_b4', ), (64, (3, 6, 40, 3)): ('timm:pvt_v2_b5', )},
-}
+# A backbone class declares, in its own file, the reference implementations of
+# it that can be built inside the project: ``reference_implementations``, a
+# class attribute {arch key: (reference spec, ...)}, the first installed spec
+# used; each gives the same stage outputs as the backbone (same shapes). The
+# arch key is the backbone config's ``arch``, or what the optional
+# ``reference_arch_key(backbone_cfg)`` returns. A design whose configs build
+# another library's class declares them on its mmext.models.upstream
+# UpstreamDesign (mmdet's PVTv2: mmext/models/backbones/pvt.py).
 # mmpretrain backbones' arguments that return every stage's (N, C, H, W) map.
 MMPRETRAIN_STAGE_OUTPUTS = {
     'VAN': dict(out_indices=(0, 1, 2, 3)),
@@ -110,19 +101,61 @@ class Reference:
         return self.kind not in KINDS or importlib.util.find_spec(KINDS[self.kind]) is not None
 
 
-def _arch_key(backbone_type, cfg):
-    if backbone_type == 'PyramidVisionTransformerV2':
-        layers = tuple(cfg.get('num_layers', (3, 4, 6, 3)))
-        return (cfg.get('embed_dims', 64), layers)
-    return cfg.get('arch')
+def _declaring(cls, registry):
+    """What declares ``reference_implementations`` for the class ``cls``: the
+    class itself or the upstream design whose type resolves to it."""
+    if getattr(cls, 'reference_implementations', None) is not None:
+        return cls
+    from mmext.models.upstream import upstream_designs
+    return next((d for d in upstream_designs() if registry.get(d.upstream) is cls), None)
 
 
-def listed_references(backbone_cfg):
-    """The reference specs :data:`REFERENCES` lists for a backbone config
-    (a dict with ``type`` and the config's arguments); empty when none."""
-    backbone_type = str(backbone_cfg.get('type', '')).split('.')[-1]
-    archs = REFERENCES.get(backbone_type, {})
-    return archs.get(_arch_key(backbone_type, backbone_cfg), ())
+def listed_references(backbone_cfg, scope='mmext'):
+    """The reference specs a backbone config's class declares
+    (``reference_implementations``, see above).
+
+    Args:
+        backbone_cfg (dict): ``type`` and the config's arguments.
+        scope (str): The library whose ``MODELS`` registry resolves
+            ``type`` (the config's default scope). Defaults to ``'mmext'``.
+
+    Returns:
+        tuple[str]: Reference specs (:func:`parse_reference`); empty when
+        the type is unknown or declares none for this variant.
+    """
+    import mmext.models  # noqa: F401  (registration, the upstream designs)
+    registry = import_module(f'{scope}.registry').MODELS
+    cls = registry.get(str(backbone_cfg.get('type', '')))
+    owner = None if cls is None else _declaring(cls, registry)
+    if owner is None:
+        return ()
+    key_of = getattr(owner, 'reference_arch_key', None) or (lambda cfg: _arch_of(owner, cfg))
+    key = key_of(backbone_cfg)
+    return () if key is None else tuple(owner.reference_implementations.get(key, ()))
+
+
+def _arch_of(cls, cfg):
+    """The variant name a config builds: its ``arch`` (the class's default
+    when absent, an alias resolved); None for a custom arch (a dict)."""
+    arch = cfg.get('arch', inspect.signature(cls.__init__).parameters.get(
+        'arch', inspect.Parameter('arch', inspect.Parameter.KEYWORD_ONLY)).default)
+    if not isinstance(arch, str):
+        return None
+    return getattr(cls, 'arch_aliases', {}).get(arch, arch)
+
+
+def declared_references():
+    """Every declaration of reference implementations: ``{name:
+    {arch key: specs}}``, the registered mmext classes by registered name and
+    the upstream designs by their ``upstream`` type."""
+    import mmext.models  # noqa: F401
+    from mmext.models.upstream import upstream_designs
+    from mmext.registry import MODELS
+    found = {name: cls.reference_implementations for name, cls in MODELS.module_dict.items()
+             if getattr(cls, 'reference_implementations', None) is not None}
+    found.update({d.upstream: d.reference_implementations for d in upstream_designs()
+                  if d.reference_implementations})
+    return found
 
 
 def parse_reference(spec, root=None):
@@ -734,19 +767,20 @@ def benchmark_subjects(subjects, shape=(224, 224), batch=1, repeats=10, warmup=3
 
 
 def _listed_reference(ref, root):
-    """The first installed reference :data:`REFERENCES` lists for a config's
-    backbone, and the specs listed (installed or not)."""
+    """The first installed reference the config's backbone declares, and the
+    specs declared (installed or not)."""
     if ref.kind != 'config':
         raise MMExtError("--compare reference needs a config (its backbone's listed "
                          'reference is used)')
-    from mmext.utils.config import load_config
+    from mmext.utils.config import library_of, load_config
     path = ref.name if osp.isabs(ref.name) or root is None else osp.join(root, ref.name)
-    backbone = load_config(path).model.get('backbone', {})
-    listed = listed_references(backbone)
+    cfg = load_config(path)
+    backbone = cfg.model.get('backbone', {})
+    listed = listed_references(backbone, scope=library_of(cfg))
     if not listed:
-        raise MMExtError(f"no reference implementation is listed for {ref.name}'s backbone "
-                         f"({backbone.get('type')}); see REFERENCES in "
-                         'mmext/analysis/benchmark.py')
+        raise MMExtError(f"no reference implementation is declared for {ref.name}'s backbone "
+                         f"({backbone.get('type')}): its class (or mmext's UpstreamDesign "
+                         'for it) has no reference_implementations for this variant')
     refs = [parse_reference(spec) for spec in listed]
     return next((r for r in refs if r.installed), None), listed
 
@@ -756,8 +790,8 @@ def run_benchmark(config, compare=None, shape=(224, 224), batch=1, repeats=10, w
                   root=None, gemm_size=None, conv_shape=None):
     """Benchmark ``config`` (a config path or model reference, see
     :func:`parse_reference`) and optionally ``compare`` against it:
-    another reference, or ``'reference'`` for the implementation
-    :data:`REFERENCES` lists for the config's backbone.
+    another reference, or ``'reference'`` for the implementation the
+    config's backbone class declares (:func:`listed_references`).
 
     timm and mmpretrain references are backbones; comparing a full detector /
     segmentor config with one benchmarks the config's backbone. A reference

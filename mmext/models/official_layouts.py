@@ -1,20 +1,31 @@
-"""Every official checkpoint layout mmext converts, by name.
+"""Every official checkpoint layout mmext converts, by name, discovered from
+the designs' own files.
 
-Three kinds of design have official classification checkpoints:
+No design is named here. :func:`official_layouts` reads two declarations
+(protocols in the sense of :mod:`mmext.models.layers.protocols`):
 
-* the dense backbones (VAN, MogaNet, HorNet, MPViT, HAT-Net, FCViT, MViTv2):
-  their class converts through :meth:`DenseBackbone.convert_official`;
-* SDA-ResNet: :meth:`SDAResNet.convert_official`;
-* ResNets carrying an attention plugin or a dynamic convolution (SE, ECA,
-  CBAM, ODConv), released as torchvision-style ResNets with extra modules
-  per block: no class of their own, so each is a named layout here
-  (``'SE-ResNet'`` ...), converted to mmdet's / mmext's ResNet with the
-  plugin (or ODConv) config of the design;
-* PVTv2, whose configs use MMDetection's class: mmdet's converter.
+* ``convert_official(state_dict)`` (a classmethod) on a class registered in
+  the mmext ``MODELS`` registry: the class has an official classification
+  checkpoint whose weights it takes itself (the dense backbones through
+  :meth:`DenseBackbone.convert_official`, SDA-ResNet). The layout has the
+  registered name; ``--arch`` builds the class with its ``arch`` argument,
+  or ``depth`` for an mmdet-style ResNet (no ``arch`` argument). Keys under
+  the class's ``official_drop_prefixes`` (the classifier) are dropped.
+* ``official_layouts`` (a tuple of :class:`OfficialLayout`, class attribute)
+  on a registered class, for layouts whose weights load into another model
+  than the class: a ResNet carrying the plugin or dynamic convolution (SE,
+  ECA, CBAM, ODConv: torchvision-style ResNets with extra modules per block),
+  checked against a config's backbone. The same attribute of an
+  :class:`~mmext.models.upstream.UpstreamDesign` (a design whose configs
+  build another library's class, e.g. mmdet's PVTv2 in
+  ``mmext/models/backbones/pvt.py``) is read too.
 
-The key layouts are those of ``checkpoint_layouts.md`` of the project brief;
-the sources are named per layout below.
+Each converter lives with its design, with the source of its key layout
+(``checkpoint_layouts.md`` of the project brief). The helpers below are
+shared by the ResNet-layout converters.
 """
+import dataclasses
+import inspect
 import re
 
 import torch
@@ -26,16 +37,28 @@ from mmext.utils.errors import MMExtError
 RESNET_CLASSIFIER = ('fc.', )
 
 
-def _linear_to_conv1x1(value):
+def linear_to_conv1x1(value):
     """A Linear weight ``(out, in)`` as the weight of the equivalent 1x1
     convolution ``(out, in, 1, 1)``; other tensors unchanged."""
     return value[:, :, None, None] if value.dim() == 2 else value
 
 
-def _rename(state_dict, rules, reshape=None):
-    """Apply the first matching ``(pattern, replacement)`` of ``rules`` to
-    each key, drop the classifier, and pass renamed tensors through
-    ``reshape``."""
+def rename_resnet_keys(state_dict, rules=(), reshape=None):
+    """Keys of a torchvision-style ResNet checkpoint renamed for mmext.
+
+    Args:
+        state_dict (dict[str, Tensor]): Official weights (``module.``
+            already removed).
+        rules (Sequence[tuple[str, str]]): ``(pattern, replacement)``
+            regexes; the first that matches a key renames it. Defaults to
+            none (keys kept).
+        reshape (callable, optional): Applied to each renamed tensor (e.g.
+            :func:`linear_to_conv1x1`). Defaults to None.
+
+    Returns:
+        dict[str, Tensor]: The renamed weights without the classifier
+        (:data:`RESNET_CLASSIFIER`).
+    """
     out = {}
     for key, value in state_dict.items():
         if key.startswith(RESNET_CLASSIFIER):
@@ -49,102 +72,42 @@ def _rename(state_dict, rules, reshape=None):
     return out
 
 
-def convert_se_resnet(state_dict):
-    """SE-ResNet (Hu et al., CVPR 2018) to mmdet's ResNet with
-    ``plugins=[dict(cfg=dict(type='mmext.SE'), position='after_conv3')]``.
-
-    Official layout: torchvision ResNet names plus ``layer{s}.{b}.se.fc.{0,2}``
-    (``nn.Linear``, as in senet.pytorch) or the 1x1-conv equivalents
-    ``se.fc1`` / ``se.fc2`` (timm's ``seresnet``). mmext's SE (mmdet's
-    ``SELayer``) holds them as ``se.conv1.conv`` / ``se.conv2.conv`` of shape
-    ``(out, in, 1, 1)``. A release without FC biases (senet.pytorch) gets
-    zero biases, which computes the same function.
-
-    Args:
-        state_dict (dict[str, Tensor]): Official weights (``module.``
-            already removed).
-
-    Returns:
-        dict[str, Tensor]: mmext keys; ``fc.*`` (classifier) dropped.
-    """
-    out = _rename(state_dict, [(r'\.se\.(?:fc\.0|fc1)\.', '.se.conv1.conv.'),
-                               (r'\.se\.(?:fc\.2|fc2)\.', '.se.conv2.conv.')],
-                  reshape=_linear_to_conv1x1)
-    for key in [k for k in out if re.search(r'\.se\.conv[12]\.conv\.weight$', k)]:
-        bias = key[:-len('weight')] + 'bias'
-        if bias not in out:
-            out[bias] = out[key].new_zeros(out[key].shape[0])
-    return out
-
-
-def convert_eca_resnet(state_dict):
-    """ECA-Net ResNet (Wang et al., CVPR 2020; BangguWu/ECANet) to mmdet's
-    ResNet with :func:`mmext.models.plugins.eca.eca_plugins`: the official
-    ``layer{s}.{b}.eca.conv.weight`` ``(1, 1, k)`` is mmext's ECA as it is;
-    only the classifier is dropped."""
-    return _rename(state_dict, [])
-
-
-def convert_cbam_resnet(state_dict):
-    """CBAM ResNet (Woo et al., ECCV 2018; Jongchan/attention-module) to
-    mmdet's ResNet with ``plugins=[dict(cfg=dict(type='mmext.CBAM'),
-    position='after_conv3')]``.
-
-    Official: ``cbam.ChannelGate.mlp.{1,3}`` (``nn.Linear``, after a
-    Flatten) and ``cbam.SpatialGate.spatial.{conv,bn}``; mmext:
-    ``cbam.channel_mlp.{0,1}.conv`` (1x1 convs) and
-    ``cbam.spatial_conv.{conv,bn}``.
-    """
-    rules = [(r'\.cbam\.ChannelGate\.mlp\.1\.', '.cbam.channel_mlp.0.conv.'),
-             (r'\.cbam\.ChannelGate\.mlp\.3\.', '.cbam.channel_mlp.1.conv.'),
-             (r'\.cbam\.SpatialGate\.spatial\.', '.cbam.spatial_conv.')]
-    return _rename(state_dict, rules, reshape=_linear_to_conv1x1)
-
-
-def convert_odconv_resnet(state_dict):
-    """OD-ResNet (Li et al., ICLR 2022; OSVAI/ODConv ``od_resnet.py``) to
-    ``mmext.ResNet`` with ``block_conv_cfg=dict(type='mmext.ODConv', ...)``:
-    every block conv ``layer{s}.{b}.conv{1,2,3}`` holds ``weight``
-    ``(kernel_num, out, in/groups, k, k)`` and ``attention.{fc, bn,
-    channel_fc, filter_fc, spatial_fc, kernel_fc}``, the names of
-    :class:`mmext.models.layers.ODConv`; only the classifier is dropped."""
-    return _rename(state_dict, [])
-
-
-def convert_pvtv2(state_dict):
-    """PVTv2 (Wang et al., CVMJ 2022; whai362/PVT) to MMDetection's
-    ``PyramidVisionTransformerV2``, by mmdet's own ``pvt_convert`` (what its
-    ``init_cfg`` Pretrained loading applies on the fly): ``patch_embed{i}``,
-    ``block{i}.{j}`` (``attn.q`` and ``attn.kv`` joined into one input
-    projection), ``norm{i}`` become ``layers.{i-1}.{0,1,2}``; ``head.*``
-    dropped."""
-    from mmdet.models.backbones.pvt import pvt_convert
-    return dict(pvt_convert(state_dict))
-
-
+@dataclasses.dataclass(frozen=True)
 class OfficialLayout:
-    """One convertible official layout.
+    """One convertible official layout (what a design declares).
 
-    Args:
-        name (str): What the converter CLI calls it.
-        convert (callable): Official state dict to mmext keys, classifier
-            dropped.
-        model_cls (type, optional): The mmext class the weights are for,
-            when there is one (``--arch`` builds it).
-        arch_arg (str): The argument of ``model_cls`` that ``--arch`` sets.
+    Attributes:
+        name (str): What the converter CLI calls it (``TYPE``), unique over
+            all designs, e.g. ``'SE-ResNet'``.
+        convert (callable): Official state dict (``module.`` removed) to
+            mmext keys, classifier dropped.
+        model_cls (type, optional): The mmext class the weights are for, when
+            there is one (``--arch`` builds it). Defaults to None.
+        arch_arg (str): The argument of ``model_cls`` that ``--arch`` sets
+            (``'depth'`` is passed as an int). Defaults to ``'arch'``.
         config (str, optional): A config under ``configs/`` whose backbone
-            takes the converted weights.
+            takes the converted weights (named when ``--arch`` cannot be
+            used). Defaults to None.
+
+    Example:
+        >>> class MyPlugin(BaseModule):
+        ...     official_layouts = (OfficialLayout(
+        ...         'MyPlugin-ResNet', convert_my_plugin_resnet,
+        ...         config='my_plugin/retinanet_r50-my-plugin_fpn_1x_coco.py'), )
     """
 
-    def __init__(self, name, convert, model_cls=None, arch_arg='arch', config=None):
-        self.name = name
-        self.convert = convert
-        self.model_cls = model_cls
-        self.arch_arg = arch_arg
-        self.config = config
+    name: str
+    convert: object
+    model_cls: type = None
+    arch_arg: str = 'arch'
+    config: str = None
 
     def build(self, arch, **kwargs):
-        """The mmext model of variant ``arch`` (for checking a conversion)."""
+        """The mmext model of variant ``arch`` (for checking a conversion).
+
+        Raises:
+            MMExtError: The layout has no class to build (use ``--config``).
+        """
         if self.model_cls is None:
             raise MMExtError(f'{self.name} has no --arch; pass --config with a config whose '
                              f'backbone takes it (e.g. configs/{self.config})')
@@ -152,45 +115,49 @@ class OfficialLayout:
         return self.model_cls(**{self.arch_arg: value}, **kwargs)
 
 
-RESNET_LAYOUTS = {
-    'SE-ResNet': OfficialLayout('SE-ResNet', convert_se_resnet,
-                                config='se/retinanet_r50-se_fpn_1x_coco.py'),
-    'ECA-ResNet': OfficialLayout('ECA-ResNet', convert_eca_resnet,
-                                 config='eca/retinanet_r50-eca_fpn_1x_coco.py'),
-    'CBAM-ResNet': OfficialLayout('CBAM-ResNet', convert_cbam_resnet,
-                                  config='cbam/retinanet_r50-cbam_fpn_1x_coco.py'),
-    'ODConv-ResNet': OfficialLayout('ODConv-ResNet', convert_odconv_resnet,
-                                    config='odconv/retinanet_r50-odconv1x_fpn_1x_coco.py'),
-}
+def _own_convert(cls):
+    drop = tuple(getattr(cls, 'official_drop_prefixes', ()))
 
-
-def _dense_convert(cls):
     def convert(state_dict):
         return {k: v for k, v in cls.convert_official(dict(state_dict)).items()
-                if not k.startswith(cls.official_drop_prefixes)}
+                if not k.startswith(drop)}
     return convert
 
 
+def declared_layouts(name, obj):
+    """The layouts ``obj`` (a registered class, registered as ``name``, or an
+    upstream design) declares: its ``convert_official`` classmethod, if any,
+    as a layout called ``name``, then its ``official_layouts``."""
+    found = []
+    if isinstance(obj, type) and callable(getattr(obj, 'convert_official', None)):
+        arch_arg = 'arch' if 'arch' in inspect.signature(obj.__init__).parameters else 'depth'
+        found.append(OfficialLayout(name, _own_convert(obj), model_cls=obj, arch_arg=arch_arg))
+    found.extend(getattr(obj, 'official_layouts', ()))
+    return found
+
+
 def official_layouts():
-    """Every layout the converter knows: ``{name: OfficialLayout}``, the
-    registered classes with a ``convert_official`` classmethod (the dense
-    backbones, SDAResNet) under their registered names,
-    :data:`RESNET_LAYOUTS` and ``'PVTv2'``."""
-    import mmext.models  # noqa: F401  (registration)
-    from mmext.models.backbones.base_backbone import DenseBackbone
-    from mmext.models.backbones.sda_resnet import SDAResNet
+    """Every layout the converter knows, from the designs' declarations (see
+    the module docstring): the classes in the mmext ``MODELS`` registry and
+    the upstream designs.
+
+    Returns:
+        dict[str, OfficialLayout]: By name, in discovery order.
+
+    Raises:
+        MMExtError: Two designs declare the same name.
+    """
+    import mmext.models  # noqa: F401  (registration, the upstream designs)
+    from mmext.models.upstream import upstream_designs
     from mmext.registry import MODELS
 
+    sources = list(MODELS.module_dict.items())
+    sources += [(design.name, design) for design in upstream_designs()]
     layouts = {}
-    for name, cls in MODELS.module_dict.items():
-        if isinstance(cls, type) and issubclass(cls, DenseBackbone):
-            layouts[name] = OfficialLayout(name, _dense_convert(cls), model_cls=cls)
-    layouts['SDAResNet'] = OfficialLayout('SDAResNet', SDAResNet.convert_official,
-                                          model_cls=SDAResNet, arch_arg='depth',
-                                          config='sda/retinanet_r86-sda_fpn_1x_coco.py')
-    layouts.update(RESNET_LAYOUTS)
-    layouts['PVTv2'] = OfficialLayout('PVTv2', convert_pvtv2,
-                                      config='pvtv2/retinanet_pvtv2-b0_fpn_1x_coco.py')
+    for name, obj in sources:
+        for layout in declared_layouts(name, obj):
+            if layouts.setdefault(layout.name, layout) is not layout:
+                raise MMExtError(f'two designs declare the official layout {layout.name!r}')
     return layouts
 
 

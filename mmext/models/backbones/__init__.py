@@ -1,4 +1,5 @@
 """Backbones: the ResNet host and whole-network designs."""
+from . import pvt  # noqa: F401  (PVTv2's declarations: mmext.models.upstream)
 from .base_backbone import DenseBackbone
 from .fcvit import FCViT
 from .hatnet import HATNet

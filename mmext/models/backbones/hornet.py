@@ -275,6 +275,9 @@ class HorNet(DenseBackbone):
         dict(type='Constant', layer=['LayerNorm'], val=1., bias=0.),
     ]
     official_drop_prefixes = ('norm.', 'head.')
+    # benchmark.py --compare reference (built with gap_before_final_norm=False).
+    reference_implementations = {a: (f'mmpretrain:HorNet:{a}', ) for a in
+                                 ('tiny', 'small', 'base', 'tiny-gf', 'small-gf', 'base-gf')}
     expected_missing = (r'^norm[0-3]\.', )
 
     def __init__(self, arch='tiny', in_channels=3, drop_path_rate=0., layer_scale_init_value=1e-6,

@@ -112,6 +112,10 @@ class MViTv2(DenseBackbone):
     ]
     # The classifier and the final norm (for pooled tokens) of the official file.
     official_drop_prefixes = ('head.', 'norm.')
+    # benchmark.py --compare reference: timm's own MViTv2 (features_only),
+    # then mmpretrain's.
+    reference_implementations = {a: (f'timm:mvitv2_{a}', f'mmpretrain:MViT:{a}') for a in
+                                 ('tiny', 'small', 'base')}
     expected_missing = (r'^out_norms\.', )
 
     def __init__(self, arch='tiny', pretrain_img_size=224, drop_path_rate=0.,

@@ -170,6 +170,10 @@ class VAN(DenseBackbone):
              bias=0.),
     ]
     official_drop_prefixes = ('head.', )
+    # benchmark.py --compare reference: mmpretrain's VAN has the official
+    # classification code's structure (same stage outputs).
+    reference_implementations = {f'b{i}': (f'mmpretrain:VAN:{a}', ) for i, a in
+                                 enumerate(('tiny', 'small', 'base', 'large'))}
 
     def __init__(self, arch='b0', in_channels=3, drop_rate=0., drop_path_rate=0.,
                  layer_scale_init=1e-2, norm_cfg=dict(type='BN', requires_grad=True),

@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 
+from mmext.models.official_layouts import OfficialLayout, rename_resnet_keys
 from mmext.registry import MODELS
 from .conv_args import set_conv_args
 from .kernel_bank import expand_static_tensors
@@ -93,6 +94,24 @@ class ODConvAttention(nn.Module):
         return channel, filt, spatial, kernel
 
 
+def convert_odconv_resnet(state_dict):
+    """OD-ResNet (Li et al., ICLR 2022; OSVAI/ODConv ``od_resnet.py``) to
+    ``mmext.ResNet`` with ``block_conv_cfg=dict(type='mmext.ODConv', ...)``:
+    every block conv ``layer{s}.{b}.conv{1,2,3}`` holds ``weight``
+    ``(kernel_num, out, in/groups, k, k)`` and ``attention.{fc, bn,
+    channel_fc, filter_fc, spatial_fc, kernel_fc}``, the names of
+    :class:`ODConv`; only the classifier ``fc.*`` is dropped.
+
+    Args:
+        state_dict (dict[str, Tensor]): Official weights (``module.``
+            already removed).
+
+    Returns:
+        dict[str, Tensor]: mmext keys.
+    """
+    return rename_resnet_keys(state_dict)
+
+
 @MODELS.register_module()
 class ODConv(BaseModule):
     """Omni-dimensional dynamic convolution.
@@ -163,6 +182,9 @@ class ODConv(BaseModule):
         ComponentExample('conv', dict(kernel_num=4, groups=16), out_channels=16,
                          one_image_raises=True),
     )
+    # Released as OD-ResNets: `python -m mmext convert ODConv-ResNet` (1x or 4x).
+    official_layouts = (OfficialLayout('ODConv-ResNet', convert_odconv_resnet,
+                                       config='odconv/retinanet_r50-odconv1x_fpn_1x_coco.py'), )
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=False, reduction=0.0625, kernel_num=4, min_channels=16,

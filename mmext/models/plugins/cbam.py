@@ -7,7 +7,31 @@ from mmengine.model import BaseModule, constant_init
 
 from mmext.models.layers.protocols import AttentionMap, AttentionMaps, ComponentExample
 from mmext.models.layers.unit_norm import check_norm_input
+from mmext.models.official_layouts import OfficialLayout, linear_to_conv1x1, rename_resnet_keys
 from mmext.registry import MODELS
+
+
+def convert_cbam_resnet(state_dict):
+    """CBAM ResNet (Woo et al., ECCV 2018; Jongchan/attention-module) to
+    mmdet's ResNet with ``plugins=[dict(cfg=dict(type='mmext.CBAM'),
+    position='after_conv3')]``.
+
+    Official: ``cbam.ChannelGate.mlp.{1,3}`` (``nn.Linear``, after a
+    Flatten) and ``cbam.SpatialGate.spatial.{conv,bn}``; mmext:
+    ``cbam.channel_mlp.{0,1}.conv`` (1x1 convs) and
+    ``cbam.spatial_conv.{conv,bn}``.
+
+    Args:
+        state_dict (dict[str, Tensor]): Official weights (``module.``
+            already removed).
+
+    Returns:
+        dict[str, Tensor]: mmext keys; ``fc.*`` (classifier) dropped.
+    """
+    rules = [(r'\.cbam\.ChannelGate\.mlp\.1\.', '.cbam.channel_mlp.0.conv.'),
+             (r'\.cbam\.ChannelGate\.mlp\.3\.', '.cbam.channel_mlp.1.conv.'),
+             (r'\.cbam\.SpatialGate\.spatial\.', '.cbam.spatial_conv.')]
+    return rename_resnet_keys(state_dict, rules, reshape=linear_to_conv1x1)
 
 
 @MODELS.register_module()
@@ -65,6 +89,9 @@ class CBAM(BaseModule):
         AttentionMap('spatial_activate', 'spatial', 'spatial')))
     # The spatial norm sees N * H * W values: batch 1 runs on a 9x9 map.
     component_examples = (ComponentExample('plugin', dict(ratio=4)), )
+    # Released as torchvision-style ResNets: `python -m mmext convert CBAM-ResNet`.
+    official_layouts = (OfficialLayout('CBAM-ResNet', convert_cbam_resnet,
+                                       config='cbam/retinanet_r50-cbam_fpn_1x_coco.py'), )
 
     @classmethod
     def adapt_host_norm(cls, arg, norm_cfg):

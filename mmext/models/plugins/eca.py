@@ -5,6 +5,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 
 from mmext.models.layers.protocols import AttentionMap, AttentionMaps, ComponentExample
+from mmext.models.official_layouts import OfficialLayout, rename_resnet_keys
 from mmext.registry import MODELS
 
 
@@ -13,6 +14,22 @@ def eca_kernel_size(channels, gamma=2, b=1):
     bumped to the next odd number (the official code's rule)."""
     t = int(abs((math.log2(channels) + b) / gamma))
     return t if t % 2 else t + 1
+
+
+def convert_eca_resnet(state_dict):
+    """ECA-Net ResNet (Wang et al., CVPR 2020; BangguWu/ECANet) to mmdet's
+    ResNet with :func:`eca_plugins`: the official
+    ``layer{s}.{b}.eca.conv.weight`` ``(1, 1, k)`` is mmext's ECA as it is;
+    only the classifier ``fc.*`` is dropped.
+
+    Args:
+        state_dict (dict[str, Tensor]): Official weights (``module.``
+            already removed).
+
+    Returns:
+        dict[str, Tensor]: mmext keys.
+    """
+    return rename_resnet_keys(state_dict)
 
 
 @MODELS.register_module()
@@ -49,6 +66,9 @@ class ECA(BaseModule):
     attention_maps = AttentionMaps('ECA', 'channel weights', (
         AttentionMap('activate', 'channel', 'channel'), ))
     component_examples = (ComponentExample('plugin'), )
+    # Released as torchvision-style ResNets: `python -m mmext convert ECA-ResNet`.
+    official_layouts = (OfficialLayout('ECA-ResNet', convert_eca_resnet,
+                                       config='eca/retinanet_r50-eca_fpn_1x_coco.py'), )
 
     def __init__(self, in_channels, kernel_size=None, gamma=2, b=1, init_cfg=None):
         super().__init__(init_cfg=init_cfg)

@@ -1,8 +1,40 @@
 """Squeeze-and-Excitation (Hu et al., CVPR 2018, https://arxiv.org/abs/1709.01507)."""
+import re
+
 from mmdet.models.layers import SELayer
 
 from mmext.models.layers.protocols import AttentionMap, AttentionMaps, ComponentExample
+from mmext.models.official_layouts import OfficialLayout, linear_to_conv1x1, rename_resnet_keys
 from mmext.registry import MODELS
+
+
+def convert_se_resnet(state_dict):
+    """SE-ResNet (Hu et al., CVPR 2018) to mmdet's ResNet with
+    ``plugins=[dict(cfg=dict(type='mmext.SE'), position='after_conv3')]``.
+
+    Official layout: torchvision ResNet names plus ``layer{s}.{b}.se.fc.{0,2}``
+    (``nn.Linear``, as in senet.pytorch) or the 1x1-conv equivalents
+    ``se.fc1`` / ``se.fc2`` (timm's ``seresnet``). mmext's SE (mmdet's
+    ``SELayer``) holds them as ``se.conv1.conv`` / ``se.conv2.conv`` of shape
+    ``(out, in, 1, 1)``. A release without FC biases (senet.pytorch) gets
+    zero biases, which computes the same function.
+
+    Args:
+        state_dict (dict[str, Tensor]): Official weights (``module.``
+            already removed).
+
+    Returns:
+        dict[str, Tensor]: mmext keys; ``fc.*`` (classifier) dropped.
+    """
+    out = rename_resnet_keys(state_dict,
+                             [(r'\.se\.(?:fc\.0|fc1)\.', '.se.conv1.conv.'),
+                              (r'\.se\.(?:fc\.2|fc2)\.', '.se.conv2.conv.')],
+                             reshape=linear_to_conv1x1)
+    for key in [k for k in out if re.search(r'\.se\.conv[12]\.conv\.weight$', k)]:
+        bias = key[:-len('weight')] + 'bias'
+        if bias not in out:
+            out[bias] = out[key].new_zeros(out[key].shape[0])
+    return out
 
 
 @MODELS.register_module()
@@ -48,6 +80,9 @@ class SE(SELayer):
     attention_maps = AttentionMaps('SE', 'channel weights', (
         AttentionMap('conv2', 'channel', 'channel'), ))
     component_examples = (ComponentExample('plugin', dict(ratio=4)), )
+    # Released as torchvision-style SE-ResNets: `python -m mmext convert SE-ResNet`.
+    official_layouts = (OfficialLayout('SE-ResNet', convert_se_resnet,
+                                       config='se/retinanet_r50-se_fpn_1x_coco.py'), )
 
     def __init__(self,
                  in_channels,

@@ -6,10 +6,11 @@
 
 ``tools/model_converters/convert_official.py`` of a checkout takes the same
 arguments. TYPE is a design with an official layout (``--help`` lists every
-accepted name, read from :func:`mmext.models.official_layouts.official_layouts`):
-a registered dense backbone or ``SDAResNet`` (``mmext.`` optional), a ResNet
-layout of a plugin / convolution design (``SE-ResNet``, ...), or ``PVTv2``
-(MMDetection's class, mmdet's converter). The source may be a training script's checkpoint
+accepted name, discovered by :func:`mmext.models.official_layouts.official_layouts`
+from each design's declaration in its own file): a registered dense backbone or
+``SDAResNet`` (``mmext.`` optional), a ResNet layout of a plugin / convolution
+design (``SE-ResNet``, ...), or ``PVTv2`` (MMDetection's class, mmdet's
+converter). The source may be a training script's checkpoint
 (weights under ``state_dict`` / ``model`` / ``model_state`` next to
 ``epoch``, ``args``, ...). The output holds only the backbone weights, under
 ``state_dict`` with the classifier removed; point a backbone's
@@ -34,8 +35,8 @@ import os.path as osp
 def parse_args(argv=None, prog=None):
     from mmext.models.official_layouts import official_layouts
 
-    # Read from the registry and the layout table, so that a new design shows
-    # up here without editing this file.
+    # Discovered from the designs' own declarations, so that a new design
+    # shows up here without editing this file.
     names = ', '.join(sorted(official_layouts(), key=str.lower))
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split('\n\n')[0])
     parser.add_argument('type', help=f"design with an official layout, one of: {names} "

@@ -7,8 +7,8 @@ side with another config or a timm model, against this machine's limits.
 
 OTHER is a config path, ``timm:NAME`` or a bare name timm knows (built with
 ``features_only=True``), ``mmpretrain:TYPE:ARCH`` (an mmpretrain backbone with
-every stage's output), or ``reference``: the implementation listed for
-CONFIG's backbone (``REFERENCES`` in ``mmext/analysis/benchmark.py``). Models
+every stage's output), or ``reference``: the implementation CONFIG's backbone
+class declares (``reference_implementations``, in the design's own file). Models
 are untrained; a full config compared with a timm / mmpretrain model is reduced
 to its backbone; a reference whose package is missing is skipped with a note.
 Both models run interleaved on the same inputs; the report prints both rows and

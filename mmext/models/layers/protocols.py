@@ -24,6 +24,15 @@ same attributes.
   read by the mmext hosts and the shared one-image check; see
   :mod:`.unit_norm`.
 
+Two more declarations live next to the code that reads them:
+``official_layouts`` (a tuple of
+:class:`~mmext.models.official_layouts.OfficialLayout`: an official checkpoint
+released inside a ResNet, read by ``python -m mmext convert``) and, on
+backbones, ``reference_implementations`` (read by the benchmark's
+``--compare reference``); a design that only configures another library's
+class declares both through an :class:`~mmext.models.upstream.UpstreamDesign`.
+``docs/adding_a_design.md`` walks through all of them.
+
 Every component registered in the mmext ``MODELS`` registry that is not a
 backbone must declare ``component_examples`` and ``host_norm_args``; the other
 three are declared by the designs that have maps, hidden FLOPs or a

@@ -90,9 +90,16 @@ def test_mmpretrain_reference():
     feats = bm.build_subject(ref).model(torch.zeros(1, 3, 64, 64))
     assert [tuple(f.shape) for f in feats] == [(1, 32, 16, 16), (1, 64, 8, 8), (1, 160, 4, 4),
                                               (1, 256, 2, 2)]
-    for bad in ('mmpretrain:VAN', 'mmpretrain:ResNet:50'):
-        with pytest.raises(MMExtError, match='mmpretrain:TYPE:ARCH'):
+    with pytest.raises(MMExtError, match='mmpretrain:TYPE:ARCH'):
+        bm.parse_reference('mmpretrain:VAN')
+    for bad in ('mmpretrain:VAN:tiny;out_indices', 'mmpretrain:VAN:tiny;out_indices=(3,'):
+        with pytest.raises(MMExtError, match='is not key=<Python literal>'):
             bm.parse_reference(bad)
+    # A spec's own arguments override the stage-output defaults (no table of
+    # mmpretrain types: a design declares what its reference needs).
+    ref = bm.parse_reference('mmpretrain:VAN:tiny;out_indices=(1, 3)')
+    feats = bm.build_subject(ref).model(torch.zeros(1, 3, 64, 64))
+    assert [tuple(f.shape) for f in feats] == [(1, 64, 8, 8), (1, 256, 2, 2)]
 
 
 def test_listed_references():

@@ -38,6 +38,7 @@ multiply-add (the convention of mmext's docs tables and get_flops.py);
 throughputs count two FLOPs per multiply-add, as the GEMM figure ``2 n^3 / t``
 does, so the fractions compare like with like.
 """
+import ast
 import copy
 import dataclasses
 import importlib.util
@@ -69,12 +70,12 @@ IMAGENET_STD = (58.395, 57.12, 57.375)
 # ``reference_arch_key(backbone_cfg)`` returns. A design whose configs build
 # another library's class declares them on its mmext.models.upstream
 # UpstreamDesign (mmdet's PVTv2: mmext/models/backbones/pvt.py).
-# mmpretrain backbones' arguments that return every stage's (N, C, H, W) map.
-MMPRETRAIN_STAGE_OUTPUTS = {
-    'VAN': dict(out_indices=(0, 1, 2, 3)),
-    'HorNet': dict(out_indices=(0, 1, 2, 3), gap_before_final_norm=False),
-    'MViT': dict(out_scales=(0, 1, 2, 3)),
-}
+# mmpretrain's arguments for "every stage's (N, C, H, W) map", set where the
+# backbone's __init__ takes them; a spec may override or add any argument
+# (``mmpretrain:TYPE:ARCH;out_indices=(1, 2, 4, 6)``), so a design declares
+# what its reference needs without an entry here.
+MMPRETRAIN_STAGE_OUTPUTS = dict(out_indices=(0, 1, 2, 3), out_scales=(0, 1, 2, 3),
+                                gap_before_final_norm=False)
 KINDS = {'timm': 'timm', 'mmpretrain': 'mmpretrain'}  # reference kind: its package
 
 
@@ -162,22 +163,23 @@ def parse_reference(spec, root=None):
     """Parse ``CONFIG`` / ``--compare`` arguments.
 
     ``timm:NAME`` is a timm model; ``mmpretrain:TYPE:ARCH`` an mmpretrain
-    backbone (``TYPE`` one of :data:`MMPRETRAIN_STAGE_OUTPUTS`); a path that
+    backbone (every stage's map: :data:`MMPRETRAIN_STAGE_OUTPUTS` where the
+    class takes them, plus any ``;key=value`` of the spec); a path that
     exists or ends in ``.py`` is a config; any other bare name is a timm model
     if timm knows it. A timm or mmpretrain name is checked only when its
     package is installed (see :attr:`Reference.installed`).
 
     Raises:
         MMExtError: For a missing config file, a name timm does not know or
-            an mmpretrain type without a stage-output setting.
+            a malformed ``mmpretrain:`` spec.
     """
     spec = str(spec).strip()
     if spec.startswith('mmpretrain:'):
         name = spec[len('mmpretrain:'):]
-        backbone_type = name.split(':')[0]
-        if backbone_type not in MMPRETRAIN_STAGE_OUTPUTS or ':' not in name:
-            raise MMExtError(f"'{spec}': use mmpretrain:TYPE:ARCH with TYPE one of "
-                             + ', '.join(MMPRETRAIN_STAGE_OUTPUTS))
+        if ':' not in name.split(';')[0]:
+            raise MMExtError(f"'{spec}': use mmpretrain:TYPE:ARCH (optionally followed by "
+                             "';key=value' backbone arguments)")
+        mmpretrain_arguments(name)  # a malformed argument is an error now, not at build
         return Reference('mmpretrain', name)
     if spec.startswith('timm:'):
         name = spec[len('timm:'):]
@@ -190,6 +192,27 @@ def parse_reference(spec, root=None):
         raise MMExtError(f'config file not found: {path}')
     _check_timm_name(spec, bare=True)
     return Reference('timm', spec)
+
+
+def mmpretrain_arguments(name):
+    """``TYPE:ARCH[;key=value...]`` (a ``mmpretrain:`` spec without its
+    prefix) as ``(TYPE, ARCH, {key: value})``; values are Python literals.
+
+    Raises:
+        MMExtError: a ``key=value`` part that is not ``identifier=literal``.
+    """
+    head, *parts = name.split(';')
+    backbone_type, arch = head.split(':', 1)
+    kwargs = {}
+    for part in parts:
+        key, sep, value = part.partition('=')
+        try:
+            if not (sep and key.strip().isidentifier()):
+                raise ValueError(part)
+            kwargs[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            raise MMExtError(f"mmpretrain:{name}: '{part}' is not key=<Python literal>")
+    return backbone_type, arch, kwargs
 
 
 def _check_timm_name(name, bare=False):
@@ -544,9 +567,13 @@ def build_subject(ref, backbone_only=False, root=None, cfg_options=None, shape=N
         return Subject(ref.label, model, 'tensor', target='timm features')
     if ref.kind == 'mmpretrain':
         from mmpretrain import models as mmpretrain_models
-        backbone_type, arch = ref.name.split(':', 1)
-        model = getattr(mmpretrain_models, backbone_type)(
-            arch=arch, **MMPRETRAIN_STAGE_OUTPUTS[backbone_type])
+        backbone_type, arch, kwargs = mmpretrain_arguments(ref.name)
+        cls = getattr(mmpretrain_models, backbone_type, None)
+        if cls is None:
+            raise MMExtError(f"mmpretrain has no backbone '{backbone_type}' ({ref.label})")
+        accepted = inspect.signature(cls.__init__).parameters
+        defaults = {k: v for k, v in MMPRETRAIN_STAGE_OUTPUTS.items() if k in accepted}
+        model = cls(arch=arch, **dict(defaults, **kwargs))
         return Subject(ref.label, model, 'tensor', target=f'mmpretrain {backbone_type}')
 
     import mmext  # noqa: F401  (stack fixes, the mmext scope)

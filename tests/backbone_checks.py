@@ -70,8 +70,10 @@ def check_out_shapes(build, sizes=ODD_SIZES, batch=1):
                 out_indices, type(outs), len(outs))
             for out, i in zip(outs, out_indices):
                 c, s = model.out_channels[i], model.out_strides[i]
-                assert tuple(out.shape) == (batch, c, math.ceil(h / s), math.ceil(w / s)), \
-                    ((h, w), i, tuple(out.shape), (c, s))
+                expected = (batch, c, math.ceil(h / s), math.ceil(w / s))
+                assert tuple(out.shape) == expected, (
+                    f'input {h}x{w}, stage {i}: output {tuple(out.shape)}, but out_channels[{i}]'
+                    f'={c} and out_strides[{i}]={s} declare {expected} (ceil(H/s), ceil(W/s))')
 
 
 def check_gradients_and_bf16(build, size=SMALL_ODD):

@@ -186,6 +186,14 @@ def test_resolve_arch_names_aliases_and_dicts():
         Archs.resolve_arch(3)
     assert Archs.resolve_arch(dict(dims=[4, 3, 2, 1]), ('dims', ), ('dims', ))['dims'] == [4, 3, 2, 1]
 
+    class ThreeStages(Archs):
+        num_stages = 3
+
+    # One entry per stage of the class, not a fixed four.
+    assert ThreeStages.resolve_arch(dict(dims=[1, 2, 3]), ('dims', ), ('dims', ))['dims'] == [1, 2, 3]
+    with pytest.raises(ValueError, match='3 entries'):
+        ThreeStages.resolve_arch(dict(dims=[1, 2, 3, 4]), ('dims', ), ('dims', ))
+
 
 @pytest.mark.parametrize('nested', [False, True])
 def test_pretrained_init_log_names_the_checkpoint(tmp_path, monkeypatch, nested):

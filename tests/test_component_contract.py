@@ -19,6 +19,7 @@ from design_checks import (ODD_SIZE, assert_all_grads, check_conv_contract,
                            check_one_image_per_device, randomize)
 from mmcv.cnn import build_plugin_layer
 from mmdet.models.backbones import ResNet as MMDetResNet
+from mmseg.models.backbones import ResNet as MMSegResNet
 
 import mmext.models  # noqa: F401  (fills the registry)
 from mmext.analysis.attention_maps import collect_attention, supported_designs
@@ -30,7 +31,8 @@ from mmext.registry import MODELS
 
 
 def is_backbone(cls):
-    return issubclass(cls, (DenseBackbone, MMDetResNet))
+    # The same rule as tests/test_backbone_contract.py's BACKBONE_BASES.
+    return issubclass(cls, (DenseBackbone, MMDetResNet, MMSegResNet))
 
 
 COMPONENTS = {name: cls for name, cls in sorted(MODELS.module_dict.items())
@@ -40,9 +42,12 @@ COMPONENTS = {name: cls for name, cls in sorted(MODELS.module_dict.items())
 def examples_of(cls):
     """The class's ``component_examples``; AssertionError naming what is
     missing when it declares none (or no ``host_norm_args``)."""
-    examples = getattr(cls, 'component_examples', None)
+    # Its own declaration, as for backbones: a subclass with another
+    # signature must not run its parent's examples.
+    examples = cls.__dict__.get('component_examples')
     assert examples, (f'{cls.__name__} is registered in mmext MODELS but declares no '
-                      'component_examples (see mmext/models/layers/protocols.py)')
+                      'component_examples in its class body (see '
+                      'mmext/models/layers/protocols.py)')
     assert all(isinstance(e, ComponentExample) for e in examples), examples
     assert isinstance(getattr(cls, 'host_norm_args', None), tuple), \
         f'{cls.__name__} declares no host_norm_args tuple (mmext/models/layers/unit_norm.py)'

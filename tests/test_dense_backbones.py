@@ -3,6 +3,7 @@ three pipelines and a docs page, rejects an unknown variant by listing the
 known ones, and the converter CLI knows it."""
 import glob
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -27,10 +28,13 @@ def test_the_issue_backbones_are_registered():
 @pytest.mark.parametrize('name', DENSE)
 def test_configs_and_docs_name_every_backbone(name):
     users = [osp.basename(p) for p, text in CONFIG_TEXT.items()
-             if f"type='mmext.{name}'" in text]
+             if re.search(rf'''type=(['"])mmext\.{name}\1''', text)]
     for prefix in ('retinanet_', 'mask-rcnn_', 'upernet_'):
-        assert any(u.startswith(prefix) for u in users), (name, prefix, users)
-    assert any(f'mmext.{name}' in text for text in DOCS_TEXT.values()), name
+        assert any(u.startswith(prefix) for u in users), (
+            f"no {prefix}* config under configs/ writes type='mmext.{name}' "
+            f'(configs that do: {users})')
+    assert any(f'mmext.{name}' in text for text in DOCS_TEXT.values()), (
+        f'no page of docs/designs/ names mmext.{name} (see docs/adding_a_design.md, Docs)')
 
 
 @pytest.mark.parametrize('name', DENSE)

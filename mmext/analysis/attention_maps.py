@@ -7,25 +7,9 @@ drift from it. No design is named here: a module class declares its maps in
 its own file, as ``attention_maps`` (:class:`~mmext.models.layers.protocols.
 AttentionMaps`), naming the submodule whose output *is* the map (or from which
 the module derives it with one cheap, documented step such as SK's softmax);
-this module hooks every module of a model whose class declares them. Today:
-
-============================  ========  ==========================================
-design (module class)          kind      captured tensor
-============================  ========  ==========================================
-SE                             channel   ``conv2`` output (sigmoid weights), (N, C)
-ECA                            channel   ``activate`` output, (N, C)
-CBAM                           channel   ``channel_activate`` output, (N, C)
-CBAM                           spatial   ``spatial_activate`` output, (N, 1, H, W)
-LKA (VAN)                      spatial   ``conv1`` output = the attention, (N, C, H, W)
-MultiOrderGatedAggregation     spatial   ``act(gate(y))``, the gate branch, (N, C, H, W)
-SKConv                         channel   ``select_fc`` logits, softmax over the
-                                         branches as ``branch_attention``; one
-                                         (N, C) record per branch
-ODConv                         channel   input-channel and filter attentions of
-                                         ``attention``, (N, C_in) / (N, C_out)
-GnConv (HorNet)                spatial   ``dwconv(q) * scale`` split per order,
-                                         (N, C_k, H, W) per gate
-============================  ========  ==========================================
+this module hooks every module of a model whose class declares them. What
+each design records is listed by :func:`supported_designs` (and in the error
+for a model without any), from the declarations themselves.
 
 :func:`collect_attention` works on a lone module, a backbone, or a whole
 detector / segmentor (it then runs ``extract_feat``: backbone and neck).

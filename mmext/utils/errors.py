@@ -58,9 +58,9 @@ def _one_value_hint(m):
         return (f"the BatchNorm {name!r} got one value per channel: {fixes}, a norm without "
                 f"batch statistics there (model.{top}.norm_cfg=dict(type='GN', num_groups=32)), "
                 f'or norm_eval=True where the module offers it{docs}')
-    return ('a BatchNorm got one value per channel (a pooled descriptor in ODConv, SK, '
-            "TAdaConv, SDA, the 1x1 pooling branch of mmseg's UPerHead, or any BN on a 1x1 "
-            f"map): {fixes}, a norm without batch statistics in the norm_cfg of the module "
+    return ('a BatchNorm got one value per channel (a pooled descriptor inside a unit such '
+            "as an attention or dynamic convolution, the 1x1 pooling branch of mmseg's "
+            f"UPerHead, or any BN on a 1x1 map): {fixes}, a norm without batch statistics in the norm_cfg of the module "
             "that builds it (GN, or a unit's attn_norm_cfg=None), or norm_eval=True"
             f'{docs}; mmext names the module when it runs through its tools')
 

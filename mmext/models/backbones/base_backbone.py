@@ -268,10 +268,12 @@ class DenseBackbone(BaseModule, metaclass=DenseBackboneMeta):
         if not isinstance(arch, dict):
             raise ValueError(f'{name}: arch must be a str or a dict, got {type(arch).__name__}')
         missing = [k for k in required if k not in arch]
-        if missing or any(len(arch[k]) != 4 for k in per_stage if k in arch):
+        n = cls.num_stages
+        if missing or any(len(arch[k]) != n for k in per_stage if k in arch):
             raise ValueError(
                 f'{name}: a custom arch needs the keys {list(required)}'
-                + (f', {list(per_stage)} with 4 entries each (one per stage)' if per_stage else '')
+                + (f', {list(per_stage)} with {n} entries each (one per stage)'
+                   if per_stage else '')
                 + (f'; missing {missing}' if missing else ''))
         return copy.deepcopy(dict(arch))
 

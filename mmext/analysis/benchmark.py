@@ -55,6 +55,7 @@ import torch
 from torch import nn
 
 from mmext.utils.errors import MMExtError
+from .model_complexity import format_gflops, format_mparams, markdown_table
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -891,33 +892,27 @@ def render(result):
         n, cin, ch, cw, cout = m.conv_shape
         lines.append(f'Machine limit: float32 GEMM {m.gemm_size}^3 {m.gemm_gflops:.1f} GFLOP/s; '
                      f'3x3 conv {n}x{cin}x{ch}x{cw}->{cout} {m.conv_gflops:.1f} GFLOP/s')
-    from prettytable import PrettyTable, TableStyle
-    table = PrettyTable(COLUMNS)
-    table.set_style(TableStyle.MARKDOWN)
-    table.align = 'r'
-    table.align['model'] = table.align['timed'] = 'l'
+    rows = []
     for r in result.models:
         gf = r.achieved_gflops
-        cells = [
-            f'`{r.name}`', r.target, f'{r.params / 1e6:.2f}',
-            _f(r.flops / 1e9 if r.flops else None, '.3f'),
+        rows.append([
+            f'`{r.name}`', r.target, format_mparams(r.params),
+            format_gflops(r.flops, 3) if r.flops else '-',
             f'{r.infer.median:.2f}', f'{r.infer.q1:.2f}-{r.infer.q3:.2f}',
             f'{r.infer.min:.2f}-{r.infer.max:.2f}', _f(gf, '.1f'),
             _f(100 * gf / m.gemm_gflops if (gf and m) else None, '.1f'),
             _f(100 * gf / m.conv_gflops if (gf and m) else None, '.1f'),
             _f(r.train.median if r.train else None),
             f'{r.train.q1:.2f}-{r.train.q3:.2f}' if r.train else '-',
-        ]
-        table.add_row(cells)
+        ])
     if len(result.models) >= 2:
         a, b = result.models[:2]
         ga, gb = a.achieved_gflops, b.achieved_gflops
-        cells = ['A/B', '', _ratio(result.ratio('params')), _ratio(result.ratio('flops')),
-                 _ratio(result.ratio('infer')), '', '',
-                 _ratio(ga / gb if ga and gb else None), '', '',
-                 _ratio(result.ratio('train')), '']
-        table.add_row(cells)
-    lines += ['', table.get_string(), '']
+        rows.append(['A/B', '', _ratio(result.ratio('params')), _ratio(result.ratio('flops')),
+                     _ratio(result.ratio('infer')), '', '',
+                     _ratio(ga / gb if ga and gb else None), '', '',
+                     _ratio(result.ratio('train')), ''])
+    lines += ['', markdown_table(COLUMNS, rows, 'll' + 'r' * (len(COLUMNS) - 2)), '']
     lines.append('FLOPs: multiply-adds per image (mmengine FlopAnalyzer + mmext handles) at this '
                  'shape (tensor forward, post-processing not counted); GFLOP/s = 2 x FLOPs / '
                  'median latency, as a % of the GEMM and conv figures measured in this run.')

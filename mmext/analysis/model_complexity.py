@@ -200,10 +200,11 @@ def model_complexity(config, shape=None, backbone_only=False, cfg_options=None, 
                       uncounted_ops=tuple(count.uncounted_ops), notes=notes)
 
 
-def format_gflops(flops):
-    """FLOPs as billions with two decimals (``'4.11'`` for 4.107e9), the unit
-    of every FLOPs column of mmext's tables and reports."""
-    return f'{flops / 1e9:.2f}'
+def format_gflops(flops, digits=2):
+    """FLOPs as billions with ``digits`` decimals (``'4.11'`` for 4.107e9),
+    the unit of every FLOPs column of mmext's tables and reports (the
+    benchmark keeps three: its A/B row compares near-equal models)."""
+    return f'{flops / 1e9:.{digits}f}'
 
 
 def format_mparams(params):

@@ -23,6 +23,8 @@ import textwrap
 import pytest
 from conftest import CONFIGS
 
+from mmext.utils.embedded import walk_dicts
+
 LIBRARIES = ('mmdet', 'mmseg')
 
 
@@ -95,16 +97,6 @@ def _own_arg_names(tree):
     return names
 
 
-def _walk(node):
-    if isinstance(node, dict):
-        yield node
-        for v in node.values():
-            yield from _walk(v)
-    elif isinstance(node, (list, tuple)):
-        for v in node:
-            yield from _walk(v)
-
-
 def scope_violations(path, shadowed, only):
     """Breaches of the module docstring's two rules in the config at ``path``,
     one line each (empty when it follows them)."""
@@ -121,7 +113,7 @@ def scope_violations(path, shadowed, only):
     from mmengine.config import Config
     cfg = Config.fromfile(path)
     default_scope = cfg.get('default_scope')
-    for d in _walk(cfg.to_dict()):
+    for d in walk_dicts(cfg.to_dict()):
         kind = d.get('type')
         if not isinstance(kind, str):
             continue

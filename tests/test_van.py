@@ -78,15 +78,8 @@ def test_lka_receptive_field_is_23():
     assert rows.min() == 20 - 11 and rows.max() == 20 + 11
 
 
-def test_lka_standalone_and_as_resnet_plugin():
-    lka = LKA(16)
-    x = torch.randn(2, 16, 97, 131, requires_grad=True)
-    out = lka(x)
-    assert out.shape == x.shape
-    out.square().mean().backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in lka.parameters())
-    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
-        assert not torch.isnan(lka(x).float()).any()
+def test_lka_as_resnet_plugin():
+    # Alone (shape, gradients, bf16): the component contract.
     for depth, position in ((18, 'after_conv2'), (50, 'after_conv2')):
         plain = ResNet(depth=depth)
         net = ResNet(depth=depth, plugins=[dict(cfg=dict(type='mmext.LKA'), position=position,

@@ -133,8 +133,13 @@ class GnConv(nn.Module):
     host_norm_args = ()
     attention_maps = AttentionMaps('GnConv', 'spatial gates per order', (
         AttentionMap('dwconv', 'spatial', transform='order_gates'), ))
+    # Orders 1 to 5; the global filter needs an even width.
     component_examples = (ComponentExample('unit', dict(order=3)),
-                          ComponentExample('unit', dict(order=3, global_filter=True)))
+                          ComponentExample('unit', dict(order=5), in_channels=64),
+                          ComponentExample('unit', dict(order=1), in_channels=7),
+                          ComponentExample('unit', dict(order=3, global_filter=True)),
+                          ComponentExample('unit', dict(order=5, global_filter=True),
+                                           in_channels=64))
 
     def __init__(self, in_channels, order=5, kernel_size=7, scale=1 / 3, global_filter=False,
                  filter_size=(14, 8)):

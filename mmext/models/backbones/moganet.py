@@ -124,7 +124,9 @@ class MultiOrderGatedAggregation(nn.Module):
     host_norm_args = ()
     attention_maps = AttentionMaps('MogaNet', 'spatial gate per channel', (
         AttentionMap('gate', 'spatial', 'gate', transform='act'), ))
-    component_examples = (ComponentExample('unit'), )
+    # 13 channels: the uneven split (1:3:4 of 13) still covers every channel.
+    component_examples = (ComponentExample('unit'), ComponentExample('unit', in_channels=40),
+                          ComponentExample('unit', in_channels=13))
 
     def __init__(self, in_channels, dilations=(1, 2, 3), channel_split=(1, 3, 4),
                  init_sigma=1e-5, with_shortcut=True, force_fp32=False):

@@ -17,6 +17,7 @@ import sys
 
 import torch
 import torch.nn as nn
+from design_checks import assert_all_grads
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmext.utils.checkpoint import key_mismatch
@@ -81,12 +82,7 @@ def check_gradients_and_bf16(build, size=SMALL_ODD):
     outputs (batch 2, train mode); a bf16 autocast forward has no NaN."""
     model = build().train()
     x = torch.randn(2, 3, *size)
-    _loss(model(x)).backward()
-    bad = [n for n, p in model.named_parameters()
-           if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
-    assert not bad, f'no / non-finite gradient for {bad[:10]}'
-    dead = [n for n, p in model.named_parameters() if p.requires_grad and not p.grad.any()]
-    assert not dead, f'all-zero gradient for {dead[:10]}'
+    assert_all_grads(model, model(x))
     model.eval()
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
         outs = model(x)

@@ -16,9 +16,11 @@ def randomize(module, seed=0):
 
 
 def assert_all_grads(module, out):
-    """Every parameter receives a finite, non-zero-somewhere gradient."""
+    """Every parameter receives a finite, non-zero-somewhere gradient from
+    ``out`` (a tensor, or a tuple of them: a backbone's maps)."""
     module.zero_grad()
-    (out.float() ** 2).mean().backward()
+    outs = out if isinstance(out, (tuple, list)) else (out, )
+    sum((o.float() ** 2).mean() for o in outs).backward()
     missing = [n for n, p in module.named_parameters()
                if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
     assert not missing, f'no / non-finite gradient for {missing}'

@@ -2,6 +2,7 @@
 from . import pvt  # noqa: F401  (PVTv2's declarations: mmext.models.upstream)
 from .base_backbone import DenseBackbone
 from .fcvit import FCViT
+from .g_ghost_regnet import GGhostRegNet
 from .ghostnet import GhostModule, GhostNet
 from .hatnet import HATNet
 from .hornet import GnConv, HorNet
@@ -15,5 +16,6 @@ from .van import LKA, VAN
 __all__ = [
     'BasicBlock', 'Bottleneck', 'DenseBackbone', 'ResNet', 'ResNetV1c', 'ResNetV1d', 'ResNeXt',
     'XBottleneck', 'SDAResNet', 'VAN', 'LKA', 'MogaNet', 'MultiOrderGatedAggregation', 'HorNet',
-    'GnConv', 'MPViT', 'HATNet', 'FCViT', 'MViTv2', 'GhostNet', 'GhostModule'
+    'GnConv', 'MPViT', 'HATNet', 'FCViT', 'MViTv2', 'GhostNet', 'GhostModule',
+    'GGhostRegNet'
 ]

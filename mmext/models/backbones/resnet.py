@@ -15,9 +15,11 @@ mmdet 3.3.0 / mmseg 1.2.2:
 The classes below extend mmdet's (same arguments, same state-dict layout, so
 mmdet / mmseg / torchvision-converted checkpoints load unchanged) and close
 those gaps: plugins and ``dcn`` on BasicBlock, uniquely named chained plugins,
-and ``block_conv_cfg`` for the residual-block convolutions only.
+``block_conv_cfg`` for the residual-block convolutions only, and the
+all-convolutional stem (``stem_pool='conv'``: a strided convolution in place
+of the stem's max pooling).
 """
-from mmcv.cnn import build_plugin_layer
+from mmcv.cnn import ConvModule, build_plugin_layer
 from mmdet.models.backbones.resnet import BasicBlock as _BasicBlock
 from mmdet.models.backbones.resnet import Bottleneck as _Bottleneck
 from mmdet.models.backbones.resnet import ResNet as _ResNet
@@ -30,6 +32,9 @@ from mmext.registry import MODELS
 from .base_backbone import check_stage_args
 
 PLUGIN_POSITIONS = ('after_conv1', 'after_conv2', 'after_conv3')
+# The stem's downsampling after its convolutions: mmdet's max pool, or the
+# all-convolutional net's strided convolution (Springenberg et al.).
+STEM_POOLS = ('max', 'conv')
 
 
 def _block_conv(conv_cfg, block_conv_cfg):
@@ -183,6 +188,18 @@ class ResNet(_ResNet):
             Bottleneck, both 3x3 of a BasicBlock); the stem and the downsample
             path keep ``conv_cfg``. This is the ODConv-ResNet placement.
             Default: None.
+        stem_pool (str): Keyword-only. How the stem halves its resolution
+            after its convolutions: ``'max'`` (mmdet's 3x3 stride-2 max
+            pooling) or ``'conv'``, the all-convolutional stem of
+            Springenberg et al. ("Striving for Simplicity: The All
+            Convolutional Net", arXiv 1412.6806): a 3x3 stride-2
+            convolution with the stem's width in and out (``conv_cfg``),
+            followed by the host's ``norm_cfg`` and ReLU (mmcv
+            ``ConvModule``, module ``pool_conv``; 9 C^2 + 2 C parameters
+            for a C-channel stem). Both give ``ceil(H / 2)``, so every
+            stage keeps its output size; the max-pool stem is unchanged
+            (same modules and state dict). ``frozen_stages >= 0`` freezes
+            ``pool_conv`` with the stem. Default: ``'max'``.
 
     ``plugins`` and ``dcn`` work on ResNet-18/34 as on the bottleneck depths
     (BasicBlock positions ``after_conv1`` / ``after_conv2``).
@@ -204,6 +221,7 @@ class ResNet(_ResNet):
             (where mmdet asserts only the largest index).
         ValueError: a BasicBlock plugin at ``after_conv3``, or ``dcn`` together
             with ``conv_cfg`` / ``block_conv_cfg`` on a BasicBlock.
+        ValueError: ``stem_pool`` other than ``'max'`` / ``'conv'``.
 
     Source: mmdet 3.3.0 ``mmdet/models/backbones/resnet.py``; He et al.,
     "Deep Residual Learning for Image Recognition", CVPR 2016.
@@ -232,7 +250,8 @@ class ResNet(_ResNet):
         # these widths, a ReLU that may be dead for a whole batch.
         dict(depth=18, base_channels=16,
              plugins=[dict(cfg=dict(type='mmext.SE', ratio=4), position='after_conv2')]),
-        dict(depth=50, base_channels=8, stem_channels=16),
+        # The all-convolutional stem (stem_pool='conv') on the bottleneck one.
+        dict(depth=50, base_channels=8, stem_channels=16, stem_pool='conv'),
     )
 
     def __init__(self,
@@ -259,9 +278,15 @@ class ResNet(_ResNet):
                  pretrained=None,
                  init_cfg=None,
                  *,
-                 block_conv_cfg=None):
+                 block_conv_cfg=None,
+                 stem_pool='max'):
         out_indices = check_stage_args(type(self).__name__, num_stages, out_indices,
                                        frozen_stages)
+        if stem_pool not in STEM_POOLS:
+            raise ValueError(f"{type(self).__name__}: stem_pool={stem_pool!r}; expected one of "
+                             f"{', '.join(repr(p) for p in STEM_POOLS)}")
+        # Read by _make_stem_layer, which runs inside the parent's __init__.
+        self.stem_pool = stem_pool
         # Both read by make_res_layer, which runs inside the parent's __init__.
         self.block_conv_cfg = block_conv_cfg
         block = self.arch_settings.get(depth, (None, ))[0]
@@ -280,7 +305,8 @@ class ResNet(_ResNet):
             plugins=plugins, with_cp=with_cp, zero_init_residual=zero_init_residual,
             pretrained=pretrained, init_cfg=init_cfg)
         # mmdet builds stage i with base_channels * 2**i planes; the stem
-        # (stride-2 conv, stride-2 max pool) gives stride 4 before the stages.
+        # (stride-2 conv, stride-2 max pool or pool_conv) gives stride 4 before
+        # the stages.
         self.out_channels = tuple(self.base_channels * 2**i * self.block.expansion
                                   for i in range(num_stages))
         strides, stride = [], 4
@@ -297,7 +323,42 @@ class ResNet(_ResNet):
         if index:
             return [layer]
         stem = [self.stem] if self.deep_stem else [self.conv1, getattr(self, self.norm1_name)]
+        if self.stem_pool == 'conv':
+            stem.append(self.pool_conv)
         return stem + [layer]
+
+    def _make_stem_layer(self, in_channels, stem_channels):
+        """mmdet's stem; with ``stem_pool='conv'`` the max pool is replaced by
+        ``pool_conv`` (3x3 stride-2 conv, norm, ReLU; same padding as the pool,
+        hence the same ``ceil(H / 2)``)."""
+        super()._make_stem_layer(in_channels, stem_channels)
+        if self.stem_pool == 'conv':
+            del self.maxpool
+            self.pool_conv = ConvModule(stem_channels, stem_channels, 3, stride=2, padding=1,
+                                        conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg,
+                                        act_cfg=dict(type='ReLU'))
+
+    def _freeze_stages(self):
+        super()._freeze_stages()
+        # mmdet's rule freezes the stem at frozen_stages >= 0; pool_conv is
+        # part of the stem.
+        if self.frozen_stages >= 0 and self.stem_pool == 'conv':
+            self.pool_conv.eval()
+            for param in self.pool_conv.parameters():
+                param.requires_grad = False
+
+    def forward(self, x):
+        """mmdet's forward with the stem's downsampling of ``stem_pool``: a
+        tuple with one ``(N, out_channels[i], ceil(H / out_strides[i]),
+        ceil(W / out_strides[i]))`` map per entry ``i`` of ``out_indices``."""
+        x = self.stem(x) if self.deep_stem else self.relu(self.norm1(self.conv1(x)))
+        x = self.pool_conv(x) if self.stem_pool == 'conv' else self.maxpool(x)
+        outs = []
+        for i, layer_name in enumerate(self.res_layers):
+            x = getattr(self, layer_name)(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
 
     def block_kwargs(self, kwargs):
         """The host's additions to the arguments every block of a stage gets."""
@@ -320,7 +381,8 @@ class ResNet(_ResNet):
 class ResNetV1d(ResNet):
     """ResNet-D host (deep stem, average-pool downsampling): a drop-in
     replacement for mmdet's ``ResNetV1d`` (keyword arguments only, mmdet
-    ResNet's defaults: ``norm_eval=True``, ``stem_channels=base_channels``).
+    ResNet's defaults: ``norm_eval=True``, ``stem_channels=base_channels``;
+    ``block_conv_cfg`` and ``stem_pool`` as on :class:`ResNet`).
 
     Source: mmdet 3.3.0 ``ResNetV1d``; He et al., "Bag of Tricks for Image
     Classification with Convolutional Neural Networks", CVPR 2019.
@@ -341,7 +403,8 @@ class ResNetV1c(ResNet):
     (BN statistics train, as mmseg's recipes expect) and
     ``stem_channels=64`` whatever ``base_channels`` is (so mmseg / ImageNet
     v1c checkpoints keep loading into narrow variants). Keyword arguments
-    only, as mmseg's; ``block_conv_cfg`` as on :class:`ResNet`.
+    only, as mmseg's; ``block_conv_cfg`` and ``stem_pool`` as on
+    :class:`ResNet`.
 
     The stages are mmseg's ``ResLayer``, so mmseg's ``contract_dilation``
     (the first block of a dilated stage at half the dilation) and

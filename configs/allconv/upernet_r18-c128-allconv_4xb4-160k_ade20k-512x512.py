@@ -1,0 +1,4 @@
+# All-convolutional stem on ResNet-18 (v1c) with the 128-channel decoder.
+# The embedded-data comparison model (docs).
+_base_ = '../resnet/upernet_r18-c128_4xb4-160k_ade20k-512x512.py'
+model = dict(backbone=dict(type='mmext.ResNetV1c', stem_pool='conv'))

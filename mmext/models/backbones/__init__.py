@@ -10,6 +10,7 @@ from .moganet import MogaNet, MultiOrderGatedAggregation
 from .mpvit import MPViT
 from .mvitv2 import MViTv2
 from .resnet import BasicBlock, Bottleneck, ResNet, ResNetV1c, ResNetV1d, ResNeXt, XBottleneck
+from .rmnet import RMResNet
 from .sda_resnet import SDAResNet
 from .threshnet import ThreshNet
 from .van import LKA, VAN
@@ -18,5 +19,5 @@ __all__ = [
     'BasicBlock', 'Bottleneck', 'DenseBackbone', 'ResNet', 'ResNetV1c', 'ResNetV1d', 'ResNeXt',
     'XBottleneck', 'SDAResNet', 'VAN', 'LKA', 'MogaNet', 'MultiOrderGatedAggregation', 'HorNet',
     'GnConv', 'MPViT', 'HATNet', 'FCViT', 'MViTv2', 'GhostNet', 'GhostModule',
-    'GGhostRegNet', 'ThreshNet'
+    'GGhostRegNet', 'ThreshNet', 'RMResNet'
 ]

@@ -1,6 +1,7 @@
 """Backbones: the ResNet host and whole-network designs."""
-from . import pvt  # noqa: F401  (PVTv2's declarations: mmext.models.upstream)
+from . import mobilenet_v2, pvt  # noqa: F401  (upstream designs: mmext.models.upstream)
 from .base_backbone import DenseBackbone
+from .densenet import DenseNet
 from .fcvit import FCViT
 from .g_ghost_regnet import GGhostRegNet
 from .ghostnet import GhostModule, GhostNet
@@ -18,6 +19,6 @@ from .van import LKA, VAN
 __all__ = [
     'BasicBlock', 'Bottleneck', 'DenseBackbone', 'ResNet', 'ResNetV1c', 'ResNetV1d', 'ResNeXt',
     'XBottleneck', 'SDAResNet', 'VAN', 'LKA', 'MogaNet', 'MultiOrderGatedAggregation', 'HorNet',
-    'GnConv', 'MPViT', 'HATNet', 'FCViT', 'MViTv2', 'GhostNet', 'GhostModule',
+    'GnConv', 'MPViT', 'HATNet', 'FCViT', 'MViTv2', 'DenseNet', 'GhostNet', 'GhostModule',
     'GGhostRegNet', 'ThreshNet', 'RMResNet'
 ]

@@ -150,7 +150,7 @@ class GGhostStage(nn.Module):
         self.cheap = nn.Sequential(nn.Conv2d(cheap, cheap, 1, bias=False),
                                    build_norm_layer(norm_cfg, cheap)[1])
 
-    def mix(self, intrinsic, x0):
+    def mix(self, intrinsic):
         """The merge vector ``(N, cheap, 1, 1)`` of the intrinsic features
         (``[x0, e_1, ..]``, each ``(N, C_i, H, W)``)."""
         # GAP of the concatenation = concatenation of the GAPs, without
@@ -167,7 +167,7 @@ class GGhostStage(nn.Module):
         for layer in self.layers:
             e = checkpoint_call(layer, e, with_cp=self.with_cp)
             intrinsic.append(e)
-        c = F.relu(self.cheap(x0[:, self.raw_planes:]) + self.mix(intrinsic, x0))
+        c = F.relu(self.cheap(x0[:, self.raw_planes:]) + self.mix(intrinsic))
         return checkpoint_call(self.end, torch.cat((e, c), dim=1), with_cp=self.with_cp)
 
 

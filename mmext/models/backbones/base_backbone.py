@@ -295,7 +295,10 @@ class DenseBackbone(BaseModule, metaclass=DenseBackboneMeta):
 
         Classification-only keys (:attr:`official_drop_prefixes`) may be left
         in; :meth:`to_model_state_dict` drops them. The default is the
-        identity (the class uses the official names)."""
+        identity (the class uses the official names). A design with no
+        released weights sets ``convert_official = None`` in its class body:
+        the converter (``python -m mmext convert``) then does not list it,
+        and its own (training) checkpoints still load."""
         return dict(state_dict)
 
     def adapt_state_dict(self, state_dict):
@@ -381,7 +384,8 @@ class DenseBackbone(BaseModule, metaclass=DenseBackboneMeta):
         shapes adapted."""
         own = set(self.state_dict())
         as_is = dict(state_dict)
-        converted = type(self).convert_official(dict(state_dict))
+        convert = type(self).convert_official
+        converted = convert(dict(state_dict)) if convert is not None else as_is
         state_dict = converted if len(own & set(converted)) > len(own & set(as_is)) else as_is
         # Classifier weights are expected in a classification checkpoint, not news.
         state_dict = {k: v for k, v in state_dict.items()

@@ -192,6 +192,8 @@ class ThreshNet(DenseBackbone):
                    harmonic_channels=(480, 960), grmul=1.7),
     }
     arch_aliases = {'threshnet79': '79', 'threshnet95': '95'}
+    # No released weights (the official repository publishes none): nothing to convert.
+    convert_official = None
     # Entries per key of a custom arch dict.
     _arch_lengths = dict(stem_channels=2, growth_rate=None, bottleneck_channels=None,
                          dense_layers=3, dense_channels=3, harmonic_growth=2,

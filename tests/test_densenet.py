@@ -59,6 +59,14 @@ def test_arch_names_and_custom_dict():
         DenseNet(arch=dict(growth_rate=8, depths=[1, 1, 1, 1]))
 
 
+def test_benchmark_references_by_arch():
+    from mmext.analysis.benchmark import listed_references
+    assert listed_references(dict(type='mmext.DenseNet', arch=161)) == (
+        'timm:densenet161', 'mmpretrain:DenseNet:161')
+    assert listed_references(dict(type='mmext.DenseNet'))[0] == 'timm:densenet121'
+    assert listed_references(dict(type='mmext.DenseNet', arch=dict(TINY))) == ()
+
+
 def _randomize_norms(model, seed=0):
     """Non-trivial BN statistics and affine parameters (eval-mode maps then
     depend on every stored tensor)."""
@@ -210,8 +218,9 @@ def test_official_checkpoint_torchvision_timm_keys(tmp_path):
 
 
 def test_official_checkpoint_old_torchvision_keys(tmp_path):
-    """The key style of ``densenet121-a639ec97.pth`` (saved before BN had
-    ``num_batches_tracked``)."""
+    """The key style of torchvision's released ``densenet121-a639ec97.pth``,
+    written here without BN's ``num_batches_tracked`` (as files saved before
+    PyTorch had it)."""
     assert 'features.denseblock1.denselayer1.norm.1.running_var' in to_old_torchvision(
         DenseNet(arch=dict(TINY)).state_dict())
     check_official_checkpoint(functools.partial(DenseNet, arch=dict(TINY)), to_old_torchvision,

@@ -177,7 +177,7 @@ class DenseNet(DenseBackbone):
         dict(type='Constant', layer=['_BatchNorm', 'GroupNorm'], val=1., bias=0.),
     ]
     official_drop_prefixes = ('classifier.', )
-    # torchvision's released files predate BN's counter.
+    # Files saved before PyTorch's BN had its counter lack it.
     expected_missing = (r'\.num_batches_tracked$', )
     # benchmark.py --compare reference: timm's features_only DenseNet has the
     # same four taps; mmpretrain's runs the same network but returns its
@@ -185,6 +185,14 @@ class DenseNet(DenseBackbone):
     reference_implementations = {
         arch: (f'timm:densenet{arch}', f'mmpretrain:DenseNet:{arch}')
         for arch in ('121', '169', '201', '161')}
+
+    @staticmethod
+    def reference_arch_key(backbone_cfg):
+        """The :attr:`reference_implementations` key of a config's backbone:
+        its ``arch`` as a string (``arch=121`` is DenseNet-121 too); None for a
+        custom dict."""
+        arch = backbone_cfg.get('arch', '121')
+        return str(arch) if isinstance(arch, (int, str)) and not isinstance(arch, bool) else None
 
     def __init__(self, arch='121', in_channels=3, bn_size=4, compression=0.5, drop_rate=0.,
                  norm_cfg=dict(type='BN', requires_grad=True), out_indices=(0, 1, 2, 3),

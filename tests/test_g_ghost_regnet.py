@@ -155,6 +155,7 @@ def test_forward_equals_the_specified_computation(arch, regnetx_032):
         expected = _reference(model, x, settings['depths'], settings['widths'],
                               settings['group_width'])
     for out, exp in zip(outs, expected):
+        assert out.is_contiguous()  # NCHW, though the stages run channels-last on CPU
         torch.testing.assert_close(out, exp, rtol=1e-4, atol=1e-5)
 
 

@@ -298,10 +298,16 @@ class GGhostRegNet(DenseBackbone):
         return x
 
     def forward(self, x):
-        x = self.relu(self.norm1(self.conv1(x)))
+        # On CPU the network runs in channels-last memory: oneDNN's grouped 3x3
+        # and 1x1 convolutions are faster on it (3.2GF, 224x224, batch 1, two
+        # threads: 20 ms against 26 ms in NCHW). Other devices keep NCHW (not
+        # measured there).
+        layout = torch.channels_last if x.device.type == 'cpu' else torch.contiguous_format
+        x = self.relu(self.norm1(self.conv1(x.contiguous(memory_format=layout))))
         outs = []
         for i in range(max(self.out_indices) + 1):
             x = self._run_stage(getattr(self, f'layer{i + 1}'), x)
             if i in self.out_indices:
-                outs.append(x)
+                # Stage outputs are NCHW-contiguous whatever the stages ran in.
+                outs.append(x.contiguous())
         return tuple(outs)

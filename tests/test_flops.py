@@ -225,6 +225,7 @@ def test_get_flops_cli(tmp_path):
 # A folder's first RetinaNet config by name, unless it names a larger variant
 # than the one below (cheaper to build at every CI run).
 SMALLEST_VARIANT = {
+    'g_ghostnet': 'retinanet_g-ghost-regnetx-3.2GF_fpn_1x_coco.py',
     'hatnet': 'retinanet_hatnet-tiny_fpn_1x_coco.py',
     'hornet': 'retinanet_hornet-tiny-gf_fpn_1x_coco.py',
     'moganet': 'retinanet_moganet-xtiny_fpn_1x_coco.py',

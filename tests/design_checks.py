@@ -15,6 +15,22 @@ def randomize(module, seed=0):
     return module
 
 
+def randomize_norms(module, seed=0):
+    """Batch-norm statistics and affine parameters away from their init, so
+    that an eval-mode comparison (against another implementation, or a
+    folded / converted network) depends on every stored tensor. Returns
+    ``module``."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.normal_(1, 0.2)
+                m.bias.normal_(0, 0.2)
+    return module
+
+
 def assert_all_grads(module, out):
     """Every parameter receives a finite, non-zero-somewhere gradient from
     ``out`` (a tensor, or a tuple of them: a backbone's maps)."""

@@ -12,7 +12,7 @@ import timm
 import torch
 import torchvision
 from backbone_checks import check_official_checkpoint, count_params, same_names_as
-from design_checks import randomize
+from design_checks import randomize, randomize_norms
 from torch.utils.flop_counter import FlopCounterMode
 
 from mmext.models.backbones.densenet import DenseNet
@@ -67,24 +67,12 @@ def test_benchmark_references_by_arch():
     assert listed_references(dict(type='mmext.DenseNet', arch=dict(TINY))) == ()
 
 
-def _randomize_norms(model, seed=0):
-    """Non-trivial BN statistics and affine parameters (eval-mode maps then
-    depend on every stored tensor)."""
-    torch.manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.2)
-            m.running_var.uniform_(0.5, 2)
-            m.weight.data.normal_(1, 0.2)
-            m.bias.data.normal_(0, 0.2)
-    return model
-
 
 @pytest.fixture(scope='module')
 def torchvision_121():
     """torchvision's DenseNet-121 with non-trivial norms, and ours with its
     weights, key for key."""
-    tv = _randomize_norms(torchvision.models.densenet121()).eval()
+    tv = randomize_norms(torchvision.models.densenet121()).eval()
     ours = DenseNet(arch='121').eval()
     weights = {k: v for k, v in tv.state_dict().items() if not k.startswith('classifier.')}
     assert set(weights) == set(ours.state_dict())

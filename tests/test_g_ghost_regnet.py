@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from backbone_checks import check_official_checkpoint, count_params, same_names_as
+from design_checks import randomize_norms
 from mmdet.models.layers import ResLayer
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -82,15 +83,6 @@ def test_aliases_and_arch_errors():
         GGhostRegNet(arch=dict(depths=[1, 1, 3, 1], widths=[8, 16, 24, 32], group_width=1))
 
 
-def _randomize_norms(model):
-    torch.manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.2)
-            m.running_var.uniform_(0.5, 2)
-            m.weight.data.normal_(1, 0.2)
-            m.bias.data.normal_(0, 0.2)
-
 
 def _bn(m, t):
     return F.batch_norm(t, m.running_mean, m.running_var, m.weight, m.bias, False, 0., m.eps)
@@ -148,7 +140,7 @@ def _reference(model, x, depths, widths, group_width):
 def test_forward_equals_the_specified_computation(arch, regnetx_032):
     model = regnetx_032 if arch == '3.2gf' else GGhostRegNet(arch=arch).eval()
     settings = GGhostRegNet.resolve_arch(arch)
-    _randomize_norms(model)
+    randomize_norms(model)
     x = torch.randn(2, 3, 45, 37)
     with torch.no_grad():
         outs = model(x)

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from backbone_checks import check_official_checkpoint, count_params, same_names_as
+from design_checks import randomize_norms
 from torch.utils.flop_counter import FlopCounterMode
 
 from mmext.models.backbones import ResNet
@@ -80,19 +81,11 @@ def test_large_odd_input_at_tiny_width():
         (math.ceil(511 / s), math.ceil(673 / s)) for s in (2, 4, 8, 16, 32)]
 
 
-def _randomize_norms(model):
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.2)
-            m.running_var.uniform_(0.5, 2)
-            m.weight.data.normal_(1, 0.2)
-            m.bias.data.normal_(0, 0.2)
-
 
 def test_timm_state_dict_loads_key_for_key_and_gives_the_same_features():
     torch.manual_seed(0)
     ref = timm.create_model('ghostnet_100').eval()
-    _randomize_norms(ref)
+    randomize_norms(ref)
     state = ref.state_dict()
     model = GhostNet(out_indices=tuple(range(10))).eval()
     head = {k for k in state if k.startswith(('conv_head.', 'classifier.'))}
@@ -136,7 +129,7 @@ def test_ghost_module_definition():
     x = torch.randn(2, 6, 11, 9)
     for out, ratio, relu in ((24, 3, True), (7, 2, False)):
         m = GhostModule(6, out, 3, stride=2, ratio=ratio, dw_size=5, relu=relu).eval()
-        _randomize_norms(m)
+        randomize_norms(m)
         conv, bn = m.primary_conv[0], m.primary_conv[1]
         act = F.relu if relu else (lambda t: t)
         init = math.ceil(out / ratio)

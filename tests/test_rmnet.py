@@ -6,7 +6,7 @@ the conversion."""
 import pytest
 import torch
 import torch.nn.functional as F
-from design_checks import ODD_SIZE
+from design_checks import ODD_SIZE, randomize_norms
 
 from mmext.models.backbones.rmnet import PlainBlock, RMResNet, reserve_and_merge
 from mmext.utils.errors import MMExtError
@@ -16,23 +16,10 @@ def n_params(module):
     return sum(p.numel() for p in module.parameters())
 
 
-def randomize_bn(model, seed=0):
-    """BN statistics and affine parameters away from their init (eval-mode
-    BN is then a non-trivial per-channel affine map to fold)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 1.5 + 0.5)
-                m.weight.copy_(torch.rand(m.num_features, generator=g) * 0.5 + 0.5)
-                m.bias.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-    return model
-
 
 def build(**kwargs):
     torch.manual_seed(0)
-    return randomize_bn(RMResNet(**kwargs)).eval()
+    return randomize_norms(RMResNet(**kwargs)).eval()
 
 
 @pytest.mark.parametrize('depth,fc_in,expected', [(18, 512, 20_176_360), (34, 512, 40_383_400),
@@ -136,7 +123,7 @@ def test_torchvision_layout_trains_and_deploys(tmp_path):
     network reproduces torchvision's last stage."""
     from torchvision.models import resnet18
     torch.manual_seed(0)
-    ref = randomize_bn(resnet18()).eval()
+    ref = randomize_norms(resnet18()).eval()
     path = tmp_path / 'resnet18.pth'
     torch.save(ref.state_dict(), path)
     model = RMResNet(depth=18, out_indices=(3, ),
@@ -184,7 +171,7 @@ def test_detector_checkpoint_saved_after_deploy_loads_with_deploy_true():
         trained = MODELS.build(cfg.model).eval()
         cfg.model.backbone.deploy = True
         deployed = MODELS.build(cfg.model)
-    randomize_bn(trained.backbone)
+    randomize_norms(trained.backbone)
     x = torch.randn(1, 3, 67, 45)
     with torch.no_grad():
         ref = trained.extract_feat(x)

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from backbone_checks import count_params
+from design_checks import randomize_norms
 
 from mmext.models.backbones.threshnet import ThreshNet, harmonic_links, harmonic_width
 
@@ -116,19 +117,9 @@ def _reference_forward(model, x, ceil):
     return outs
 
 
-def _randomized(model):
-    torch.manual_seed(0)
-    for m in model.modules():  # non-trivial BN statistics and affine parameters
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.2)
-            m.running_var.uniform_(0.5, 2)
-            m.weight.data.normal_(1, 0.2)
-            m.bias.data.normal_(0, 0.2)
-    return model.eval()
-
 
 def test_forward_matches_the_official_computation():
-    model = _randomized(ThreshNet(**ThreshNet.backbone_examples[0]))
+    model = randomize_norms(ThreshNet(**ThreshNet.backbone_examples[0])).eval()
     # At a multiple of 32 the ceil-mode pools are the official floor pools.
     x = torch.randn(2, 3, 64, 96)
     with torch.no_grad():

@@ -77,6 +77,11 @@ def test_parse_reference(tmp_path):
     assert bm.parse_reference(rel, root=osp.dirname(CONFIGS)).kind == 'config'
     with pytest.raises(MMExtError, match='not found'):
         bm.parse_reference(str(tmp_path / 'missing.py'))
+    # An installed package's config by scope, as the configs' own _base_ names it.
+    regnet = 'mmdet::regnet/retinanet_regnetx-3.2GF_fpn_1x_coco.py'
+    assert bm.parse_reference(regnet, root=osp.dirname(CONFIGS)) == bm.Reference('config', regnet)
+    with pytest.raises(MMExtError, match='cannot find config mmdet::regnet/no_such.py'):
+        bm.parse_reference('mmdet::regnet/no_such.py')
     with pytest.raises(MMExtError, match='timm has no model'):
         bm.parse_reference('timm:no_such_net_xyz')
     with pytest.raises(MMExtError, match='neither a config file nor a timm model'):

@@ -166,7 +166,9 @@ def parse_reference(spec, root=None):
     ``timm:NAME`` is a timm model; ``mmpretrain:TYPE:ARCH`` an mmpretrain
     backbone (every stage's map: :data:`MMPRETRAIN_STAGE_OUTPUTS` where the
     class takes them, plus any ``;key=value`` of the spec); a path that
-    exists or ends in ``.py`` is a config; any other bare name is a timm model
+    exists or ends in ``.py`` is a config, as is an installed package's
+    config named ``mmdet::x/y.py`` (``mmseg::``, ``mmext::``, as ``--compare
+    mmdet::regnet/retinanet_regnetx-3.2GF_fpn_1x_coco.py``); any other bare name is a timm model
     if timm knows it. A timm or mmpretrain name is checked only when its
     package is installed (see :attr:`Reference.installed`).
 
@@ -186,6 +188,10 @@ def parse_reference(spec, root=None):
         name = spec[len('timm:'):]
         _check_timm_name(name)
         return Reference('timm', name)
+    if '::' in spec:
+        from mmext.utils.config import resolve_config_path
+        resolve_config_path(spec)  # a missing file is an error now, not at build
+        return Reference('config', spec)
     path = spec if osp.isabs(spec) or root is None else osp.join(root, spec)
     if osp.isfile(path):
         return Reference('config', spec)

@@ -90,6 +90,16 @@ def checkpoint_call(module, *args, with_cp=False):
     return module(*args)
 
 
+def compute_memory_format(x):
+    """The memory format a backbone whose forward opts in runs its stages in
+    for input ``x``: channels-last on CPU, where oneDNN's depth-wise and
+    grouped convolutions are several times faster than on NCHW at
+    dense-prediction sizes (each design's forward says which of its layers);
+    NCHW (``torch.contiguous_format``) elsewhere, where it was not measured.
+    Such a backbone still returns NCHW-contiguous maps (``.contiguous()``)."""
+    return torch.channels_last if x.device.type == 'cpu' else torch.contiguous_format
+
+
 def check_stage_args(owner, num_stages, out_indices, frozen_stages):
     """Validate the stage arguments shared by mmext's backbones.
 
@@ -392,6 +402,13 @@ class DenseBackbone(BaseModule, metaclass=DenseBackboneMeta):
                       if k in own or not k.startswith(self.official_drop_prefixes)}
         return self.adapt_state_dict(state_dict)
 
+    def split_missing(self, missing):
+        """Missing keys as ``(missing, expected)``: ``expected`` are those
+        matching :attr:`expected_missing` (absent from the official files by
+        design, initialised as configured), ``missing`` the rest."""
+        expected = [k for k in missing if any(re.search(p, k) for p in self.expected_missing)]
+        return [k for k in missing if k not in expected], expected
+
     def load_pretrained(self, checkpoint, prefix=None, weights_only=True, map_location='cpu'):
         """Load ``checkpoint`` (path or URL) into this backbone.
 
@@ -437,9 +454,7 @@ class DenseBackbone(BaseModule, metaclass=DenseBackboneMeta):
             raise MMExtError(
                 f'{name}: no key of {checkpoint} matches the model, in the official or the '
                 f'mmext layout (first keys: {_preview(list(state_dict), 4)})')
-        missing = sorted(set(own) - set(state_dict))
-        expected = [k for k in missing if any(re.search(p, k) for p in self.expected_missing)]
-        missing = [k for k in missing if k not in expected]
+        missing, expected = self.split_missing(sorted(set(own) - set(state_dict)))
         unexpected = sorted(set(state_dict) - set(own))
         self.load_state_dict(state_dict, strict=False)
         # Inside init_weights mmengine logs each parameter's origin from this

@@ -23,7 +23,7 @@ from mmdet.models.layers import ResLayer
 from mmext.models.layers.unit_norm import (SAME_AS_NORM_CFG, build_unit_norm, check_norm_input,
                                            resolve_norm_cfg)
 from mmext.registry import MODELS
-from .base_backbone import DenseBackbone, checkpoint_call
+from .base_backbone import DenseBackbone, checkpoint_call, compute_memory_format
 
 
 class XBlock(_ResNeXtBottleneck):
@@ -302,7 +302,7 @@ class GGhostRegNet(DenseBackbone):
         # and 1x1 convolutions are faster on it (3.2GF, 224x224, batch 1, two
         # threads: 20 ms against 26 ms in NCHW). Other devices keep NCHW (not
         # measured there).
-        layout = torch.channels_last if x.device.type == 'cpu' else torch.contiguous_format
+        layout = compute_memory_format(x)
         x = self.relu(self.norm1(self.conv1(x.contiguous(memory_format=layout))))
         outs = []
         for i in range(max(self.out_indices) + 1):

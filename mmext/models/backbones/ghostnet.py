@@ -21,7 +21,7 @@ from mmdet.models.utils import make_divisible
 
 from mmext.models.layers.protocols import ComponentExample
 from mmext.registry import MODELS
-from .base_backbone import DenseBackbone, checkpoint_call
+from .base_backbone import DenseBackbone, checkpoint_call, compute_memory_format
 
 
 def _norm(norm_cfg, channels):
@@ -334,14 +334,12 @@ class GhostNet(DenseBackbone):
         # convs: most of GhostNet's layers) are several times faster on it than
         # on NCHW, and every op keeps the format. Other devices keep NCHW (not
         # measured there). Outputs are NCHW-contiguous either way.
-        channels_last = x.device.type == 'cpu'
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=compute_memory_format(x))
         x = self.act1(self.bn1(self.conv_stem(x)))
         outs = []
         for i in range(max(self.out_indices) + 1):
             for block in self.blocks[i]:
                 x = checkpoint_call(block, x, with_cp=self.with_cp)
             if i in self.out_indices:
-                outs.append(x.contiguous() if channels_last else x)
+                outs.append(x.contiguous())
         return tuple(outs)

@@ -14,7 +14,7 @@ from timm.layers import DropPath
 
 from mmext.models.layers.protocols import AttentionMap, AttentionMaps, ComponentExample
 from mmext.registry import MODELS
-from .base_backbone import DenseBackbone, checkpoint_call
+from .base_backbone import DenseBackbone, checkpoint_call, compute_memory_format
 
 
 @MODELS.register_module()
@@ -222,7 +222,7 @@ class VAN(DenseBackbone):
         # channels at 112x112 about 10x), every op of a block keeps the format,
         # and the stage norm reads the (N, H, W, C) view without a copy. Other
         # devices keep NCHW (not measured there).
-        layout = torch.channels_last if x.device.type == 'cpu' else torch.contiguous_format
+        layout = compute_memory_format(x)
         x = x.contiguous(memory_format=layout)
         outs = []
         for i in range(max(self.out_indices) + 1):

@@ -30,7 +30,6 @@ file that loads without the flag.
 import argparse
 import os
 import os.path as osp
-import re
 
 
 def parse_args(argv=None, prog=None):
@@ -114,12 +113,12 @@ def main(argv=None, prog=None):
             missing, unexpected = check_against(model, converted)
             # Keys a classification checkpoint does not hold by design (e.g. BN
             # counters of old torchvision files): stated once, not listed as missing.
-            patterns = getattr(model, 'expected_missing', ())
-            expected = [k for k in missing if any(re.search(p, k) for p in patterns)]
-            missing = [k for k in missing if k not in expected]
+            expected = []
+            if isinstance(model, DenseBackbone):
+                missing, expected = model.split_missing(missing)
             own = model.state_dict()
             absent = (f' ({len(expected)} keys not in classification checkpoints, initialised '
-                      f"as configured: {', '.join(patterns)})" if expected else '')
+                      f"as configured: {', '.join(model.expected_missing)})" if expected else '')
             print(f'{len(own) - len(missing) - len(expected)}/{len(own)} tensors of '
                   f'{type(model).__name__} converted{absent}; missing: {missing or "none"}; '
                   f'unexpected: {unexpected or "none"}')

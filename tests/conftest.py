@@ -35,6 +35,10 @@ def smoke_cfg(name, data_root, work_dir, **options):
     # Runners are process-wide singletons by experiment name (message hub,
     # visualizer); several per test session need distinct names.
     cfg.experiment_name = f'{name}_{osp.basename(str(work_dir))}_{id(cfg)}'
+    # The upstream bases name the visualizer 'visualizer', and mmengine hands
+    # every later runner that first instance, which writes into the first
+    # run's (by then removed) work_dir; unnamed, it takes experiment_name.
+    cfg.visualizer.pop('name', None)
     cfg.randomness = dict(seed=0)
     return cfg
 

@@ -8,6 +8,7 @@ masks, segmentation maps), not with the ground truth.
 """
 import glob
 import os.path as osp
+import shutil
 
 import mmcv
 import numpy as np
@@ -41,7 +42,9 @@ def checkpoints(tmp_path_factory, embedded_root):
         build_runner(cfg).train()
         out[name] = str(work / 'iter_1.pth')
         assert osp.isfile(out[name])
-    return out
+    yield out
+    for path in out.values():
+        shutil.rmtree(osp.dirname(path), ignore_errors=True)
 
 
 def _changed(drawn, original):

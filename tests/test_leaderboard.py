@@ -95,7 +95,8 @@ def compared(tmp_path_factory, embedded_root):
     proc = run_tool(COMPARE, DET_CONFIG, '--seeds', '3', '--embedded', 'smoke', '--data-root',
                     embedded_root, '--work-dir', str(work), '--cfg-options',
                     'train_cfg.max_iters=2', 'train_cfg.val_interval=2')
-    return work, proc
+    yield work, proc
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def test_compare_one_command(compared):

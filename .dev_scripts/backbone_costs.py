@@ -17,6 +17,10 @@ Params and FLOPs of each config's backbone at 1x3x224x224 come from
 with mmext's handles, one multiply-add = one FLOP); "+ ImageNet classifier"
 adds a 1000-class linear layer on the last stage, the unit of the papers'
 parameter counts. The first config is the reference of the difference columns.
+A table with a low-bit backbone (modules declaring ``weight_bits`` /
+``activation_bits``, :mod:`mmext.analysis.low_bit`) adds each row's size at
+the real bit-widths, full-precision FLOPs and BOPs; other tables are
+unchanged.
 """
 import argparse
 import difflib
@@ -27,6 +31,7 @@ import sys
 import time
 
 from mmext.analysis.backbone_costs import INPUT_SHAPE, backbone_cost
+from mmext.analysis.low_bit import format_gbops, format_mbytes
 from mmext.analysis.model_complexity import format_gflops, format_mparams, markdown_table
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -53,6 +58,7 @@ def render_table(costs, input_shape=INPUT_SHAPE):
         raise ValueError('a backbone-costs table needs at least one config')
     shape = 'x'.join(map(str, input_shape))
     ref = costs[0]
+    low = any(c.has_low_bit for c in costs)
     rows = []
     for i, c in enumerate(costs):
         if i == 0:
@@ -60,12 +66,17 @@ def render_table(costs, input_shape=INPUT_SHAPE):
         else:
             d_params = f'{(c.params - ref.params) / 1e6:+.2f}'
             d_flops = f'{(c.flops - ref.flops) / 1e9:+.2f}'
+        low_cells = [format_mbytes(c.effective_bytes) if c.effective_bytes is not None else '-',
+                     format_gflops(c.full_precision_flops), format_gbops(c.bops)] if low else []
         rows.append([f'`{c.config}`', c.backbone, format_mparams(c.params),
                      format_mparams(c.imagenet_params), format_gflops(c.flops), d_params,
-                     d_flops])
+                     d_flops, *low_cells])
+    low_cols = ['size (MB)', f'full-precision FLOPs (G, {shape})',
+                f'BOPs (G, {shape})'] if low else []
     table = markdown_table(['config', 'backbone', 'params (M)',
                             'params + ImageNet classifier (M)', f'FLOPs (G, {shape})',
-                            'Δ params (M)', 'Δ FLOPs (G)'], rows, 'llrrrrr')
+                            'Δ params (M)', 'Δ FLOPs (G)', *low_cols], rows,
+                           'llrrrrr' + 'r' * len(low_cols))
     common = set.intersection(*(set(c.uncounted_ops) for c in costs))
     note = ['Traced ops without a FLOP handle (counted as 0): '
             + (', '.join(f'`{op}`' for op in sorted(common)) or 'none') + ' in every row']
@@ -73,6 +84,11 @@ def render_table(costs, input_shape=INPUT_SHAPE):
         extra = sorted(set(c.uncounted_ops) - common)
         if extra:
             note.append(f'; `{c.config}` also ' + ', '.join(f'`{op}`' for op in extra))
+    if low:
+        note.append('. FLOPs count the low-bit multiply-adds too (the simulated forward runs '
+                    'them in FP32); full-precision FLOPs leave them out; BOPs = MACs x '
+                    'weight_bits x activation_bits; size at the real bit-widths (low-bit '
+                    'weights at weight_bits, the rest at 32 bits; docs/analysis_tools.md)')
     return f'{table}\n\n{"".join(note)}.\n'
 
 

@@ -14,7 +14,9 @@ row, grouped by design folder and then by pipeline (RetinaNet, Mask R-CNN,
 UperNet, other). A row carries three kinds of numbers, never typed into the
 page by hand:
 
-- **computed**: parameters and FLOPs of ``model.backbone`` at 1x3x224x224,
+- **computed**: parameters and FLOPs of ``model.backbone`` at 1x3x224x224
+  (and, in a table with a low-bit backbone, size at the real bit-widths,
+  full-precision FLOPs and BOPs: :mod:`mmext.analysis.low_bit`),
   by :func:`mmext.analysis.backbone_costs.backbone_cost` (mmengine's
   FlopAnalyzer with mmext's handles). Configs whose backbone dicts are equal (up to the keys that
   cannot change the count, :data:`COST_NEUTRAL_KEYS`) share one computation;
@@ -43,6 +45,7 @@ import sys
 import time
 
 from mmext.analysis.backbone_costs import INPUT_SHAPE, backbone_cost
+from mmext.analysis.low_bit import format_gbops, format_mbytes
 from mmext.analysis.model_complexity import format_gflops, format_mparams, markdown_table
 from mmext.utils.errors import MMExtError, friendly_errors
 
@@ -90,6 +93,11 @@ class Row:
     flops: int
     published: tuple = ()  # ({metric, value, source}, ...)
     local: tuple = ()  # ((run index, {metric: value}), ...)
+    # mmext.analysis.low_bit: nonzero low_bit_layers for a low-bit backbone.
+    low_bit_layers: int = 0
+    low_bit_macs: int = 0
+    bops: int = 0
+    effective_bytes: int = None
 
 
 # --------------------------------------------------------------------------
@@ -302,7 +310,9 @@ def build_rows(zoo_configs, published, local, cost_fn=None, progress=None):
                      if zc.path in run['results'])
         rows.append(Row(config=zc, backbone=cost.backbone, params=cost.params,
                         imagenet_params=cost.imagenet_params, flops=cost.flops,
-                        published=published.get(zc.path, ()), local=runs))
+                        published=published.get(zc.path, ()), local=runs,
+                        low_bit_layers=cost.low_bit_layers, low_bit_macs=cost.low_bit_macs,
+                        bops=cost.bops, effective_bytes=cost.effective_bytes))
     return rows
 
 
@@ -341,8 +351,12 @@ kinds of numbers appear, and each column says which kind it holds:
   (`mmext.analysis.flops`) on one {shape} image in eval mode; one multiply-add is one
   FLOP, elementwise operations count 0 (details and the uncounted ops per design in [designs/README.md](designs/README.md)).
   "+ cls" adds a 1000-class linear layer on the last feature map, the unit of the papers'
-  ImageNet parameter counts. Params in millions, FLOPs in billions. The tool computes them
-  from the configs each time it runs; none is typed by hand;
+  ImageNet parameter counts. Params in millions, FLOPs in billions. A table with a low-bit
+  backbone (modules declaring `weight_bits` / `activation_bits`: binary or k-bit
+  convolutions) adds its size at the real bit-widths (MB), its full-precision FLOPs (FLOPs
+  less the low-bit multiply-adds) and its BOPs (multiply-adds x weight bits x activation
+  bits, in billions), defined in [analysis_tools.md](analysis_tools.md#low-bit-designs-bops-and-size).
+  The tool computes them from the configs each time it runs; none is typed by hand;
 - **published**: figures from the papers or the official model zoos, copied from the
   "published" tables of [designs/](designs/README.md) into `{published}` with their
   sources (numbered under [Published sources](#published-sources)); the metric names the
@@ -392,6 +406,8 @@ def render_page(rows, published_name=PUBLISHED_FILE, local_name=LOCAL_FILE, loca
             if not group:
                 continue
             out.append(f'### {design}: {pipeline}\n')
+            # The low-bit columns only where a row has a low-bit backbone.
+            low = any(r.low_bit_layers for r in group)
             cells = []
             for r in group:
                 name = r.config.path.split('/')[-1]
@@ -402,10 +418,14 @@ def render_page(rows, published_name=PUBLISHED_FILE, local_name=LOCAL_FILE, loca
                     + f' [L{i + 1}](#local-runs)' for i, metrics in r.local) or '-'
                 cells.append([f'[{name}](../{r.config.path})', r.backbone,
                              format_mparams(r.params), format_mparams(r.imagenet_params),
-                             format_gflops(r.flops), pub, loc])
+                             format_gflops(r.flops), *(_low_bit_cells(r) if low else []),
+                             pub, loc])
+            low_cols = ['size (MB, computed)', f'full-precision FLOPs (G, {shape}, computed)',
+                        f'BOPs (G, {shape}, computed)'] if low else []
             out.append(markdown_table(
                 ['config', 'backbone', 'params (M, computed)', 'params + cls (M, computed)',
-                 f'FLOPs (G, {shape}, computed)', 'published', 'local'], cells, 'llrrrll'))
+                 f'FLOPs (G, {shape}, computed)', *low_cols, 'published', 'local'], cells,
+                'llrrr' + 'r' * len(low_cols) + 'll'))
             out.append('')
     out.append('## Published sources\n')
     if sources:
@@ -430,6 +450,13 @@ def render_page(rows, published_name=PUBLISHED_FILE, local_name=LOCAL_FILE, loca
     else:
         out.append('None.')
     return '\n'.join(out).rstrip('\n') + '\n'
+
+
+def _low_bit_cells(row):
+    """Size, full-precision FLOPs and BOPs of a row's backbone (a
+    full-precision one: all its FLOPs, 0 BOPs)."""
+    size = format_mbytes(row.effective_bytes) if row.effective_bytes is not None else '-'
+    return [size, format_gflops(row.flops - row.low_bit_macs), format_gbops(row.bops)]
 
 
 def _anchor(heading):

@@ -182,6 +182,8 @@ def test_model_complexity_rows_add_up():
     # prettytable pads the cells: match the total row whatever the widths.
     assert re.search(r'\|\s*\*\*total\*\*\s*\|\s*RetinaNet\s*\|', text), text
     assert '1x3x96x128' in text
+    # A full-precision model: no low-bit columns.
+    assert not result.has_low_bit and 'BOPs' not in text and 'size (MB)' not in text
 
 
 def test_model_complexity_segmentor_and_two_stage():
@@ -275,3 +277,151 @@ def test_get_flops_and_benchmark_every_design(config):
     (model, ) = bench.models
     assert model.flops == result.total.flops
     assert model.infer.median > 0
+
+
+# --------------------------------------------------------------------------
+# low-bit designs: BOPs and effective size (mmext.analysis.low_bit)
+
+
+class ToyLowBitConv(nn.Conv2d):
+    """A low-bit conv defined only here, found by its two declarations:
+    weights and activations fake-quantised to ``bits`` (sign at 1 bit,
+    uniform on [-1, 1] otherwise; 32 = untouched)."""
+
+    def __init__(self, *args, weight_bits=1, activation_bits=1, keep_scale=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.weight_bits, self.activation_bits = weight_bits, activation_bits
+        if keep_scale:  # a stored per-filter scale: counted at 32 bits
+            self.register_buffer('scale', torch.ones(self.out_channels))
+
+    @staticmethod
+    def quantize(x, bits):
+        if bits == 32:
+            return x
+        if bits == 1:
+            return torch.where(x >= 0, 1.0, -1.0)
+        levels = 2**(bits - 1) - 1
+        return torch.round(x.clamp(-1, 1) * levels) / levels
+
+    def forward(self, x):
+        return self._conv_forward(self.quantize(x, self.activation_bits),
+                                  self.quantize(self.weight, self.weight_bits), self.bias)
+
+
+def _low_bit_model():
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),  # full-precision stem
+        ToyLowBitConv(8, 16, 3, padding=1, bias=False),  # XNOR-like, W1/A1
+        ToyLowBitConv(16, 16, 1, activation_bits=32),  # BWN-like, W1/A32, with bias
+        ToyLowBitConv(16, 16, 3, padding=1, groups=4, bias=False, weight_bits=4,
+                      activation_bits=4, keep_scale=True),  # QNN-like, W4/A4
+        ToyLowBitConv(16, 16, 1, bias=False, weight_bits=32, activation_bits=32),  # FP
+        nn.Conv2d(16, 10, 1))  # full-precision head
+
+
+def test_low_bit_bops_and_size_by_hand():
+    from mmext.analysis.low_bit import effective_bits, effective_bytes
+    model = _low_bit_model().eval()
+    hw = 7 * 9  # odd input, stride 1 everywhere
+    count = count_flops(model, torch.randn(1, 3, 7, 9))
+    macs = {'0': hw * 8 * 3 * 9, '1': hw * 16 * 8 * 9, '2': hw * 16 * 16,
+            '3': hw * 16 * (16 // 4) * 9, '4': hw * 16 * 16, '5': hw * 10 * 16}
+    # FLOPs are unchanged by the declarations: every multiply-add is one.
+    assert count.total == sum(macs.values()) == 164_808
+    assert {name: (ops.precision, ops.macs) for name, ops in count.low_bit.items()} == {
+        '1': ('W1/A1', 72_576), '2': ('W1/A32', 16_128), '3': ('W4/A4', 36_288)}
+    assert count.low_bit_macs == 72_576 + 16_128 + 36_288
+    assert count.bops == 72_576 * 1 * 1 + 16_128 * 1 * 32 + 36_288 * 4 * 4 == 1_169_280
+    assert count.full_precision_flops == macs['0'] + macs['4'] + macs['5'] == 39_816
+    # Bits: FP32 stem; 1-bit weights (layers 1, 2) with layer 2's bias at 32;
+    # 4-bit grouped weights and their 16 stored scales at 32; the W32/A32
+    # conv and the head (with bias) at 32.
+    bits = (32 * 8 * 3 * 9 + 1 * 16 * 8 * 9 + (1 * 16 * 16 + 32 * 16)
+            + (4 * 16 * 4 * 9 + 32 * 16) + 32 * 16 * 16 + 32 * (10 * 16 + 10))
+    assert effective_bits(model) == bits == 25_280
+    assert effective_bytes(model) == 3_160
+    # A full-precision model: 32 bits per parameter, no BOPs.
+    fp = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 4, 1))
+    assert effective_bytes(fp) == 4 * sum(p.numel() for p in fp.parameters())
+    fp_count = count_flops(fp.eval(), torch.randn(1, 3, 7, 9))
+    assert fp_count.bops == 0 and fp_count.low_bit == {}
+    assert fp_count.full_precision_flops == fp_count.total
+    # A module called twice counts twice; a shared weight is stored once.
+    twice = ToyLowBitConv(4, 4, 1, bias=False)
+    shared = nn.Sequential(twice, twice).eval()
+    assert count_flops(shared, torch.randn(1, 4, 3, 5)).bops == 2 * 15 * 16
+    assert effective_bits(shared) == 16
+
+
+class _HiddenConv(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, x, w):
+        return F.conv2d(x, w)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+class _HiddenLowBit(ToyLowBitConv):
+
+    def forward(self, x):
+        return _HiddenConv.apply(x, self.weight)
+
+
+def test_low_bit_declarations_are_checked():
+    from mmext.analysis.low_bit import effective_bits
+    x = torch.randn(1, 4, 5, 5)
+    bad = ToyLowBitConv(4, 4, 1)
+    del bad.activation_bits
+    with pytest.raises(MMExtError, match='declares weight_bits but not activation_bits'):
+        count_flops(bad, x)
+    for value in (0, 33, 1.0, True):
+        bad = ToyLowBitConv(4, 4, 1, weight_bits=value)
+        with pytest.raises(MMExtError, match='expected an int in 1..32'):
+            effective_bits(bad)
+    weightless = nn.Identity()
+    weightless.weight_bits = weightless.activation_bits = 1
+    with pytest.raises(MMExtError, match='no weight tensor'):
+        count_flops(nn.Sequential(weightless), x)
+    # The trace must see the convolution, else its FLOPs would be 0.
+    with pytest.raises(MMExtError, match='hidden from the trace'):
+        count_flops(_HiddenLowBit(4, 4, 1).eval(), x)
+
+
+@pytest.fixture
+def toy_low_bit_registered():
+    """ToyLowBitConv in mmext's registry for one test (a config can name
+    it), removed afterwards so the shared contract tests never see it."""
+    name = 'ToyLowBitConvForFlopsTest'
+    MODELS.register_module(name=name, module=ToyLowBitConv)
+    yield f'mmext.{name}'
+    MODELS._module_dict.pop(name)
+
+
+def test_get_flops_reports_low_bit_columns(toy_low_bit_registered):
+    low = model_complexity(RETINANET_R18, (64, 96), root=ROOT, cfg_options={
+        'model.backbone.type': 'mmext.ResNet',
+        'model.backbone.block_conv_cfg': dict(type=toy_low_bit_registered)})
+    # Every block conv of the R-18 (16 of them) W1/A1; stem, shortcuts,
+    # neck and head full precision.
+    assert len(low.low_bit) == 16
+    assert {(d['weight_bits'], d['activation_bits']) for d in low.low_bit} == {(1, 1)}
+    backbone = low.row('backbone')
+    block_macs = sum(d['macs'] for d in low.low_bit)
+    assert backbone.bops == backbone.low_bit_macs == block_macs > 0
+    assert backbone.full_precision_flops == backbone.flops - block_macs
+    assert low.row('neck').bops == 0 and low.row('neck').full_precision_flops == \
+        low.row('neck').flops
+    # Size: the 16 block convs' weights at 1 bit instead of 32; each stage's
+    # first conv maps c_in -> c, its other three c -> c, all 3x3.
+    block_weights = sum(9 * (c_in * c + 3 * c * c)
+                        for c_in, c in ((64, 64), (64, 128), (128, 256), (256, 512)))
+    assert block_weights == 10_985_472
+    assert low.row('neck').effective_bytes == 4 * low.row('neck').params
+    assert backbone.effective_bytes == 4 * backbone.params - block_weights * 31 // 8
+    assert low.total.effective_bytes == 4 * low.total.params - block_weights * 31 // 8
+    text = render(low)
+    assert 'BOPs (G)' in text and 'full-precision FLOPs (G)' in text and 'size (MB)' in text
+    assert 'W1/A1 x 16' in text

@@ -199,3 +199,39 @@ def test_leaderboard_cli(tmp_path):
     proc = run_tool(LEADERBOARD, str(tmp_path / 'empty'), '--out', str(tmp_path / 'lb2'))
     assert proc.returncode == 0  # listed as missing, not an error
     assert 'missing' in proc.stdout
+
+
+def test_leaderboard_low_bit_columns(tmp_path):
+    """With a low-bit backbone among the entries (cost fields of
+    mmext.analysis.low_bit) the table gains size, full-precision FLOPs and
+    BOPs; a full-precision row shows its FP32 size, all its FLOPs, 0 BOPs."""
+    from mmext.analysis.backbone_costs import BackboneCost
+    from mmext.analysis.leaderboard import attach_costs, group_runs, render_markdown
+    fake_run(tmp_path / 'fp', 0, [20.0, 30.0])
+    fake_run(tmp_path / 'low', 0, [10.0, 15.0])
+    # Another config name: its own row (a dumped config outside configs/).
+    (tmp_path / 'low' / SEG_NAME).rename(tmp_path / 'low' / 'upernet_r18-xnor_toy.py')
+
+    def cost(path):
+        if 'xnor' in path:
+            return BackboneCost(path, 'ResNetV1c-18', 11_200_000, 2_060_000_000, 512,
+                                low_bit_layers=15, low_bit_macs=1_800_000_000,
+                                bops=1_800_000_000, effective_bytes=5_120_000)
+        return BackboneCost(path, 'ResNetV1c-18', 11_200_000, 2_060_000_000, 512,
+                            effective_bytes=44_800_000)
+
+    runs = [read_run(str(tmp_path / name)) for name in ('fp', 'low')]
+    entries = group_runs(runs)
+    assert attach_costs(entries, cost) == []
+    md = render_markdown(runs, entries)
+    lines = md.splitlines()
+    header = cells(next(ln for ln in lines if ln.startswith('| method')))
+    assert header[3:9] == ['params (M)', 'FLOPs (G)', 'size (MB)', 'full-precision FLOPs (G)',
+                           'BOPs (G)', 'latency (ms)']
+    rows = [cells(ln) for ln in lines if ln.startswith('| UPerHead')]
+    assert [r[3:8] for r in rows] == [['11.20', '2.06', '44.80', '2.06', '0.00'],
+                                      ['11.20', '2.06', '5.12', '0.26', '1.80']]
+    assert 'BOPs = MACs x weight_bits x activation_bits' in md
+    # Without a low-bit entry the table is as before.
+    fp_only = render_markdown(runs[:1], entries[:1])
+    assert 'BOPs' not in fp_only and 'size (MB)' not in fp_only

@@ -261,3 +261,48 @@ def test_append_local_run_keeps_the_file(tmp_path):
     with pytest.raises(MMExtError, match='not a config'):
         mz.append_local_run(bad, root=str(root))
     assert path.read_text() == text
+
+
+def test_low_bit_columns_in_generated_tables():
+    """A table with a low-bit backbone (BackboneCost's low-bit fields) gains
+    size, full-precision FLOPs and BOPs, in the model zoo and in the
+    docs' cost tables (.dev_scripts/backbone_costs.py); other tables keep
+    their columns."""
+    fp = BackboneCost('configs/alpha/retinanet_fp.py', 'ResNet-18', 11_176_512,
+                      1_819_066_368, 512, effective_bytes=44_706_048)
+    low = BackboneCost('configs/alpha/retinanet_xnor.py', 'ResNet-18', 11_176_512,
+                       1_819_066_368, 512, low_bit_layers=16, low_bit_macs=1_705_574_400,
+                       bops=1_705_574_400, effective_bytes=2_137_344)
+    other = BackboneCost('configs/beta/upernet_b.py', 'ResNet-50', 23_508_032,
+                         4_111_514_624, 2048, effective_bytes=94_032_128)
+
+    def row(cost, design, pipeline):
+        zc = mz.ZooConfig(cost.config, design, pipeline, cost.config)
+        return mz.build_rows([zc], {}, [], cost_fn=lambda p: cost)[0]
+
+    page = mz.render_page([row(fp, 'alpha', 'RetinaNet'), row(low, 'alpha', 'RetinaNet'),
+                           row(other, 'beta', 'UperNet')])
+    lines = page.splitlines()
+    headers = [cells(ln) for ln in lines if ln.startswith('| config')]
+    assert headers[0][4:8] == ['FLOPs (G, 1x3x224x224, computed)', 'size (MB, computed)',
+                               'full-precision FLOPs (G, 1x3x224x224, computed)',
+                               'BOPs (G, 1x3x224x224, computed)']
+    assert headers[1][4:6] == ['FLOPs (G, 1x3x224x224, computed)', 'published']
+    rows = {cells(ln)[0].split(']')[0][1:]: cells(ln) for ln in lines
+            if ln.startswith('| [')}
+    assert rows['retinanet_fp.py'][4:8] == ['1.82', '44.71', '1.82', '0.00']
+    assert rows['retinanet_xnor.py'][4:8] == ['1.82', '2.14', '0.11', '1.71']
+    assert len(rows['upernet_b.py']) == 7
+
+    bc_spec = importlib.util.spec_from_file_location(
+        'dev_backbone_costs', osp.join(ROOT, '.dev_scripts', 'backbone_costs.py'))
+    bc = importlib.util.module_from_spec(bc_spec)
+    bc_spec.loader.exec_module(bc)
+    table = bc.render_table([fp, low])
+    table_rows = [cells(ln) for ln in table.splitlines() if ln.startswith('| ')]
+    assert table_rows[0][7:] == ['size (MB)', 'full-precision FLOPs (G, 1x3x224x224)',
+                                 'BOPs (G, 1x3x224x224)']
+    assert table_rows[3][7:] == ['2.14', '0.11', '1.71']
+    assert 'BOPs = MACs x weight_bits x activation_bits' in table
+    plain = bc.render_table([fp, other])
+    assert 'BOPs' not in plain and 'size (MB)' not in plain

@@ -9,6 +9,11 @@ mmext's handles for fused attention, FFTs and per-sample kernel modulation.
 Dynamic convolutions run all samples of a batch as one grouped convolution; at
 batch 1 that is exactly the per-sample cost, plus whatever the attention
 branches contribute to the trace.
+
+Backbones with low-bit modules (declaring ``weight_bits`` /
+``activation_bits``, :mod:`mmext.analysis.low_bit`) also get their BOPs,
+full-precision FLOPs and effective size; FLOPs keep counting every
+multiply-add as one FLOP.
 """
 import copy
 import dataclasses
@@ -33,6 +38,15 @@ class BackboneCost:
         out_channels (int): Channels of the last feature map it returns.
         uncounted_ops (tuple[str]): Traced ops that the counter has no
             handle for (counted as 0), sorted.
+        low_bit_layers (int): Low-bit modules of the backbone (0: full
+            precision; the low-bit fields below are then 0).
+        low_bit_macs (int): Multiply-adds of the low-bit modules (part of
+            ``flops``).
+        bops (int): Binary / k-bit operations, ``MACs * weight_bits *
+            activation_bits`` over the low-bit modules.
+        effective_bytes (int | None): Size at the real bit-widths
+            (:func:`mmext.analysis.low_bit.effective_bytes`); None when not
+            computed.
     """
 
     config: str
@@ -41,6 +55,19 @@ class BackboneCost:
     flops: int
     out_channels: int
     uncounted_ops: tuple = ()
+    low_bit_layers: int = 0
+    low_bit_macs: int = 0
+    bops: int = 0
+    effective_bytes: int = None
+
+    @property
+    def has_low_bit(self):
+        return self.low_bit_layers > 0
+
+    @property
+    def full_precision_flops(self):
+        """FLOPs outside the low-bit modules' convolutions."""
+        return self.flops - self.low_bit_macs
 
     @property
     def classifier_params(self):
@@ -108,6 +135,7 @@ def compute_cost(config, root=None, input_shape=INPUT_SHAPE):
     import torch
 
     from .flops import count_flops
+    from .low_bit import effective_bytes, low_bit_modules
 
     model, backbone_cfg = build_backbone(config, root)
     # mmdet's ResNet.train returns None, so no chaining.
@@ -130,7 +158,9 @@ def compute_cost(config, root=None, input_shape=INPUT_SHAPE):
     params = sum(p.numel() for p in model.parameters())
     return BackboneCost(config=config, backbone=_label(backbone_cfg), params=params,
                         flops=int(flops), out_channels=int(shapes[-1][1]),
-                        uncounted_ops=uncounted)
+                        uncounted_ops=uncounted, low_bit_layers=len(low_bit_modules(model)),
+                        low_bit_macs=count.low_bit_macs, bops=count.bops,
+                        effective_bytes=effective_bytes(model))
 
 
 @functools.lru_cache(maxsize=None)

@@ -31,6 +31,13 @@ What mmengine misses and mmext adds:
   of the model that has one is hooked; its figure is added to the module and
   its ancestors in :attr:`FlopCount.by_module`, and to ``dynamic_kernel`` in
   :attr:`FlopCount.by_operator`.
+
+Low-bit modules (declaring ``weight_bits`` / ``activation_bits``,
+:mod:`mmext.analysis.low_bit`) change no FLOP figure: their convolutions
+count one FLOP per multiply-add as every other (the fake-quant forward runs
+them in FP32). Their MACs and BOPs are recorded next to the FLOPs
+(:attr:`FlopCount.low_bit`, :attr:`FlopCount.bops`,
+:attr:`FlopCount.full_precision_flops`).
 """
 import collections
 import dataclasses
@@ -38,6 +45,10 @@ import math
 import warnings
 
 import torch
+
+from mmext.utils.errors import MMExtError
+
+from .low_bit import LowBitCounter
 
 # Traced names of the transforms, and whether the real signal is the output
 # (inverse real FFTs) rather than the input.
@@ -139,16 +150,37 @@ class FlopCount:
             ``conv``, ``matmul``, ``fft_rfft2``, ``scaled_dot_product_attention``)
             and ``dynamic_kernel`` for the modules' ``extra_flops``.
         uncounted_ops (tuple[str]): Traced ops without any handle (0 FLOPs).
+        low_bit (dict[str, LowBitOps]): Per low-bit module that ran (name as
+            in ``by_module`` at the trace): its declared bit-widths and MACs
+            (:mod:`mmext.analysis.low_bit`); empty for a full-precision model.
     """
 
     total: int
     by_module: dict
     by_operator: dict
     uncounted_ops: tuple = ()
+    low_bit: dict = dataclasses.field(default_factory=dict)
 
     def of(self, name):
         """FLOPs of the module called ``name`` (0 when it did not run)."""
         return self.by_module.get(name, 0)
+
+    @property
+    def low_bit_macs(self):
+        """Multiply-adds of the low-bit modules (in :attr:`total` as FLOPs)."""
+        return sum(ops.macs for ops in self.low_bit.values())
+
+    @property
+    def bops(self):
+        """Binary / k-bit operations: ``MACs * weight_bits *
+        activation_bits`` summed over the low-bit modules (0 without any)."""
+        return sum(ops.bops for ops in self.low_bit.values())
+
+    @property
+    def full_precision_flops(self):
+        """FLOPs outside the low-bit convolutions: :attr:`total` minus
+        :attr:`low_bit_macs` (:attr:`total` for a full-precision model)."""
+        return self.total - self.low_bit_macs
 
 
 def count_flops(model, inputs, op_handles=None):
@@ -162,6 +194,12 @@ def count_flops(model, inputs, op_handles=None):
 
     Returns:
         FlopCount
+
+    Raises:
+        MMExtError: A low-bit module whose traced FLOPs are fewer than the
+            MACs of its weight (its convolution is hidden from the trace,
+            e.g. inside a custom ``autograd.Function``), or a malformed
+            ``weight_bits`` / ``activation_bits`` declaration.
     """
     from mmengine.analysis import FlopAnalyzer
     if not isinstance(inputs, tuple):
@@ -181,20 +219,28 @@ def count_flops(model, inputs, op_handles=None):
         if fn is not None:
             hooks.append(module.register_forward_hook(record(name, fn)))
     try:
-        analyzer = FlopAnalyzer(model, inputs).set_op_handle(**handles)
-        analyzer.unsupported_ops_warnings(False)
-        analyzer.uncalled_modules_warnings(False)
-        with torch.no_grad(), warnings.catch_warnings():
-            # Shape-dependent Python branches are constant for a fixed input;
-            # the tracer warns about each of them.
-            warnings.simplefilter('ignore', torch.jit.TracerWarning)
-            total = int(analyzer.total())
-            by_module = {k: int(v) for k, v in analyzer.by_module().items()}
-            by_operator = {k: int(v) for k, v in analyzer.by_operator().items()}
-            uncounted = tuple(sorted(analyzer.unsupported_ops()))
+        with LowBitCounter(model) as low_bit:
+            analyzer = FlopAnalyzer(model, inputs).set_op_handle(**handles)
+            analyzer.unsupported_ops_warnings(False)
+            analyzer.uncalled_modules_warnings(False)
+            with torch.no_grad(), warnings.catch_warnings():
+                # Shape-dependent Python branches are constant for a fixed
+                # input; the tracer warns about each of them.
+                warnings.simplefilter('ignore', torch.jit.TracerWarning)
+                total = int(analyzer.total())
+                by_module = {k: int(v) for k, v in analyzer.by_module().items()}
+                by_operator = {k: int(v) for k, v in analyzer.by_operator().items()}
+                uncounted = tuple(sorted(analyzer.unsupported_ops()))
     finally:
         for h in hooks:
             h.remove()
+    for name, ops in low_bit.layers.items():
+        if by_module.get(name, 0) < ops.macs:
+            raise MMExtError(
+                f'{name or "the model"} ({ops.type}) declares {ops.precision} and runs {ops.macs} MACs with '
+                f'its weight, but the trace counted {by_module.get(name, 0)} FLOPs in it: its '
+                'convolution is hidden from the trace (e.g. run inside a custom '
+                'autograd.Function); apply the Function to the weight / input only')
     extra = {name: flops for name, flops in extra.items() if flops}
     for name, flops in extra.items():
         parts = name.split('.') if name else []
@@ -204,4 +250,5 @@ def count_flops(model, inputs, op_handles=None):
     if extra:
         by_operator['dynamic_kernel'] = sum(extra.values())
     return FlopCount(total=total + sum(extra.values()), by_module=by_module,
-                     by_operator=by_operator, uncounted_ops=uncounted)
+                     by_operator=by_operator, uncounted_ops=uncounted,
+                     low_bit=dict(low_bit.layers))

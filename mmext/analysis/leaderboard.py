@@ -30,6 +30,7 @@ import statistics
 
 from mmext.utils.errors import MMExtError
 
+from .low_bit import format_gbops, format_mbytes
 from .model_complexity import format_gflops, format_mparams, markdown_table
 
 TIMESTAMP = re.compile(r'^\d{8}_\d{6}$')
@@ -64,6 +65,10 @@ class Run:
     latency_ms: float = None
     params: int = None
     flops: int = None
+    # Low-bit backbones only (mmext.analysis.low_bit); None otherwise.
+    bops: int = None
+    full_precision_flops: int = None
+    effective_bytes: int = None
 
     @property
     def name(self):
@@ -369,9 +374,15 @@ def attach_costs(entries, cost_fn=None):
         except Exception as exc:  # noqa: B902  (listed, the table still builds)
             notes.append(f'`{path}`: no backbone cost ({type(exc).__name__}: {exc})')
             continue
+        low_bit = getattr(cost, 'low_bit_layers', 0) > 0
         for r in e.runs:
             r.params, r.flops = cost.params, cost.flops
             r.backbone = cost.backbone or r.backbone
+            if low_bit:
+                r.bops, r.full_precision_flops = cost.bops, cost.full_precision_flops
+            # Every backbone's size, so a low-bit row has full-precision rows
+            # to compare with.
+            r.effective_bytes = getattr(cost, 'effective_bytes', None)
     return notes
 
 
@@ -394,11 +405,28 @@ def _link(config, out_dir):
     return f'[{osp.basename(config)}]({rel})'
 
 
+def _low_bit_cells(r):
+    """Size, full-precision FLOPs and BOPs of a row's backbone; a
+    full-precision backbone does all its FLOPs at full precision and no BOPs."""
+    size = format_mbytes(r.effective_bytes) if r.effective_bytes is not None else '-'
+    if r.bops is not None:
+        return [size, format_gflops(r.full_precision_flops), format_gbops(r.bops)]
+    if r.flops is None:
+        return [size, '-', '-']
+    return [size, format_gflops(r.flops), format_gbops(0)]
+
+
 def render_markdown(runs, entries, out_dir=None, notes=(), images=()):
     """The leaderboard page: the table of entries, the finished runs, the
-    missing / crashed / unfinished runs with their reason, notes, images."""
-    header = ['method', 'backbone', 'design', 'params (M)', 'FLOPs (G)', 'latency (ms)',
-              *(col for col, _, _ in METRICS), 'best (max over runs)', 'n', 'seeds', 'config']
+    missing / crashed / unfinished runs with their reason, notes, images.
+    With a low-bit backbone among the entries the table also has its size at
+    the real bit-widths, full-precision FLOPs and BOPs
+    (:mod:`mmext.analysis.low_bit`)."""
+    low_bit = any(e.first.bops is not None for e in entries)
+    low_cols = ['size (MB)', 'full-precision FLOPs (G)', 'BOPs (G)'] if low_bit else []
+    header = ['method', 'backbone', 'design', 'params (M)', 'FLOPs (G)', *low_cols,
+              'latency (ms)', *(col for col, _, _ in METRICS), 'best (max over runs)', 'n',
+              'seeds', 'config']
     rows = []
     for e in entries:
         r = e.first
@@ -407,6 +435,7 @@ def render_markdown(runs, entries, out_dir=None, notes=(), images=()):
         rows.append([r.method, r.backbone, e.design,
                      format_mparams(r.params) if r.params is not None else '-',
                      format_gflops(r.flops) if r.flops is not None else '-',
+                     *(_low_bit_cells(r) if low_bit else []),
                      f'{e.latency:.1f}' if e.latency is not None else '-',
                      *(_fmt(e.stat(col)) for col, _, _ in METRICS), best or '-', len(e.runs),
                      ', '.join(str(x.seed) for x in e.runs),
@@ -416,11 +445,17 @@ def render_markdown(runs, entries, out_dir=None, notes=(), images=()):
     run_rows = [[f'`{r.work_dir}`', r.status, r.seed, r.preset or '-', r.last_iter,
                  *(f'{r.final[c]:.2f}' if c in r.final else '-' for c, _, _ in METRICS),
                  r.environment or '-'] for r in runs if r.status == 'finished']
-    lines = ['# Leaderboard', '',
-             'Final validation metrics, mean ± std over the seeds (n runs). Backbone params '
+    intro = ('Final validation metrics, mean ± std over the seeds (n runs). Backbone params '
              'and FLOPs at 1x3x224x224 by mmengine\'s FlopAnalyzer with mmext\'s handles (one '
-             'multiply-add = one FLOP); latency from a benchmark json in the work dir. AP in %.', '',
-             markdown_table(header, rows, 'lll' + 'r' * (3 + len(METRICS)) + 'lrll'),
+             'multiply-add = one FLOP); latency from a benchmark json in the work dir. AP in %.')
+    if low_bit:
+        intro += (' Low-bit backbones (modules declaring weight_bits / activation_bits): FLOPs '
+                  'count their multiply-adds too; full-precision FLOPs leave them out; BOPs = '
+                  'MACs x weight_bits x activation_bits; size at the real bit-widths (low-bit '
+                  'weights at weight_bits, the rest at 32 bits).')
+    lines = ['# Leaderboard', '', intro, '',
+             markdown_table(header, rows,
+                            'lll' + 'r' * (3 + len(low_cols) + len(METRICS)) + 'lrll'),
              '', '## Runs', '',
              markdown_table(['run', 'status', 'seed', 'preset', 'iters',
                              *(c for c, _, _ in METRICS), 'environment'], run_rows,

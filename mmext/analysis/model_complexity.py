@@ -14,6 +14,11 @@ this input, and an untrained RPN keeps what its random scores give; the
 report says how many RoIs each RoI head ran on, since their FLOPs scale with
 that number. A segmentor's auxiliary head is a training-time loss only: its
 parameters are listed, its FLOPs are not in the inference forward.
+
+A model with low-bit modules (declaring ``weight_bits`` / ``activation_bits``,
+:mod:`mmext.analysis.low_bit`) also gets, per row, its effective size at the
+real bit-widths, its full-precision FLOPs and its BOPs; the FLOPs column is
+unchanged (every multiply-add one FLOP).
 """
 import dataclasses
 import json
@@ -22,6 +27,9 @@ import warnings
 import torch
 
 from mmext.utils.errors import MMExtError
+
+from .low_bit import (LowBitCounter, effective_bytes, format_gbops, format_mbytes,
+                      precision_summary)
 
 #: Default input (H, W) per library: the test scale of mmdet's COCO configs
 #: (1333x800, a 5:3 image) and the crop of mmseg's ADE20K configs.
@@ -37,6 +45,13 @@ class ModuleRow:
     params: int
     flops: int
     note: str = ''
+    low_bit_macs: int = 0
+    bops: int = 0
+    effective_bytes: int = None
+
+    @property
+    def full_precision_flops(self):
+        return self.flops - self.low_bit_macs
 
 
 @dataclasses.dataclass
@@ -54,6 +69,10 @@ class Complexity:
             ``dynamic_kernel``).
         uncounted_ops (tuple[str]): Traced ops without a handle (0 FLOPs).
         notes (list[str]): What the figures depend on.
+        low_bit (list[dict]): One per low-bit module of the model: ``name``,
+            ``type``, ``weight_bits``, ``activation_bits``, ``macs`` and
+            ``bops`` of this forward (0 for one that did not run); empty for
+            a full-precision model.
     """
 
     config: str
@@ -64,6 +83,11 @@ class Complexity:
     by_operator: dict
     uncounted_ops: tuple
     notes: list
+    low_bit: list = dataclasses.field(default_factory=list)
+
+    @property
+    def has_low_bit(self):
+        return bool(self.low_bit)
 
     def row(self, name):
         for r in self.rows:
@@ -152,8 +176,10 @@ def model_complexity(config, shape=None, backbone_only=False, cfg_options=None, 
     x = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(0))
     model = subject.model
     counts, hooks = _roi_counters(model) if lib != 'tensor' else ({}, [])
+    # Names relative to ``model`` (the benchmark may trace a wrapper of it).
+    low_bit = LowBitCounter(model)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), low_bit:
             warnings.simplefilter('ignore')
             count = subject.flop_count(x)
     except Exception as exc:  # noqa: B902  (any trace failure -> one clear error)
@@ -166,9 +192,14 @@ def model_complexity(config, shape=None, backbone_only=False, cfg_options=None, 
 
     notes = []
     rows = []
+
+    def low_bit_fields(name, module):
+        return dict(low_bit_macs=low_bit.macs(name), bops=low_bit.bops(name),
+                    effective_bytes=effective_bytes(module))
+
     if backbone_only:
         total = ModuleRow('backbone', _label(model, subject.model_cfg), _params(model),
-                          count.total)
+                          count.total, **low_bit_fields('', model))
         rows.append(total)
         model_type = type(model).__name__
     else:
@@ -180,13 +211,14 @@ def model_complexity(config, shape=None, backbone_only=False, cfg_options=None, 
             if name == 'auxiliary_head':
                 note = 'training-time loss only, not in the inference forward'
             rows.append(ModuleRow(name, _label(child, model_cfg.get(name)), _params(child),
-                                  count.of(name), note))
+                                  count.of(name), note, **low_bit_fields(name, child)))
         if counts:
             ran = ', '.join(f'{head} on {n}' for head, n in sorted(counts.items()))
             notes.append(f'RoI heads ran {ran} RoIs: the proposals the untrained RPN kept for this '
                          "input (at most its test_cfg max_per_img; mmdet's tensor forward gives a "
                          'mask head the first 100). Their FLOPs scale with these numbers.')
-        total = ModuleRow('total', type(model).__name__, _params(model), count.total)
+        total = ModuleRow('total', type(model).__name__, _params(model), count.total,
+                          **low_bit_fields('', model))
         model_type = type(model).__name__
     unaccounted = total.flops - sum(r.flops for r in rows)
     if rows and unaccounted and not backbone_only:
@@ -195,9 +227,15 @@ def model_complexity(config, shape=None, backbone_only=False, cfg_options=None, 
         # resizes) are scoped to no child.
         rows.append(ModuleRow('(outside child modules)', '', 0, unaccounted,
                               "ops a head's forward runs itself, e.g. resizes"))
+    layers = []
+    for name, module, wb, ab in low_bit.modules:
+        ops = low_bit.layers.get(name)
+        macs = ops.macs if ops else 0
+        layers.append(dict(name=name, type=type(module).__name__, weight_bits=wb,
+                           activation_bits=ab, macs=macs, bops=macs * wb * ab))
     return Complexity(config=config, shape=shape, model_type=model_type, rows=rows,
                       total=total, by_operator=dict(count.by_operator),
-                      uncounted_ops=tuple(count.uncounted_ops), notes=notes)
+                      uncounted_ops=tuple(count.uncounted_ops), notes=notes, low_bit=layers)
 
 
 def format_gflops(flops, digits=2):
@@ -241,17 +279,38 @@ def markdown_table(header, rows, align=None):
 def render(result):
     """Markdown report of a :class:`Complexity`."""
     h, w = result.shape
+    low = result.has_low_bit
     rows = []
     for r in result.rows + ([result.total] if result.total not in result.rows else []):
         share = f'{100 * r.flops / result.total.flops:.1f}%' if result.total.flops else '-'
         name = f'**{r.name}**' if r is result.total else r.name
-        rows.append([name, r.type, format_mparams(r.params), format_gflops(r.flops), share,
-                     r.note])
+        if low:
+            size = format_mbytes(r.effective_bytes) if r.effective_bytes is not None else '-'
+            rows.append([name, r.type, format_mparams(r.params), size, format_gflops(r.flops),
+                         format_gflops(r.full_precision_flops), format_gbops(r.bops), share,
+                         r.note])
+        else:
+            rows.append([name, r.type, format_mparams(r.params), format_gflops(r.flops), share,
+                         r.note])
+    if low:
+        header = ['module', 'type', 'params (M)', 'size (MB)', 'FLOPs (G)',
+                  'full-precision FLOPs (G)', 'BOPs (G)', 'share of FLOPs', 'note']
+        align = 'llrrrrrrl'
+    else:
+        header = ['module', 'type', 'params (M)', 'FLOPs (G)', 'share of FLOPs', 'note']
+        align = 'llrrrl'
     lines = [f'# {result.config}', '',
              f'Input 1x3x{h}x{w}, {result.model_type}, eval mode, tensor forward '
              '(no data preprocessor, no post-processing). One multiply-add = one FLOP.', '',
-             markdown_table(['module', 'type', 'params (M)', 'FLOPs (G)', 'share of FLOPs',
-                             'note'], rows, 'llrrrl'), '']
+             markdown_table(header, rows, align), '']
+    if low:
+        lines.append(
+            'Low-bit modules (declaring `weight_bits` / `activation_bits`): '
+            f'{precision_summary((d["weight_bits"], d["activation_bits"]) for d in result.low_bit)}'
+            '. FLOPs count their multiply-adds too (the simulated forward runs them in FP32); '
+            'full-precision FLOPs leave them out; BOPs = MACs x weight_bits x activation_bits; '
+            'size at the real bit-widths (low-bit weights at weight_bits, the rest at 32 bits; '
+            f'all FP32: {format_mbytes(4 * result.total.params)} MB).')
     added = _mmext_share(result.by_operator)
     if added:
         lines.append('Counted by mmext\'s handles (mmengine has none): ' + ', '.join(

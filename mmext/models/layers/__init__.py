@@ -4,9 +4,10 @@ from .dendritic import DendriticConv
 from .dynamic_conv import DynamicConv
 from .mgic import MGBlock
 from .min_nets import MinBlock
+from .nonlocal_pide import NonlocalConv, NonlocalOperator
 from .odconv import ODConv
 from .sk_conv import SKConv
 from .tadaconv import TAdaConv
 
-__all__ = ['DCDC', 'DendriticConv', 'DynamicConv', 'MGBlock', 'MinBlock', 'ODConv', 'SKConv',
-           'TAdaConv']
+__all__ = ['DCDC', 'DendriticConv', 'DynamicConv', 'MGBlock', 'MinBlock', 'NonlocalConv',
+           'NonlocalOperator', 'ODConv', 'SKConv', 'TAdaConv']

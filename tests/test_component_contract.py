@@ -60,7 +60,23 @@ def build(cls, example, stride=1, **overrides):
         k = example.kernel_size
         return cls(example.in_channels, example.out_channels, k, stride=stride,
                    padding=k // 2, **kwargs)
+    if example.kind == 'block':
+        return cls(example.in_channels, example.out_channels, stride=stride, dilation=1,
+                   **kwargs)
+    if example.kind == 'stem':
+        return cls(example.in_channels, example.out_channels, **kwargs)
     return cls(example.in_channels, **kwargs)
+
+
+def _expected_shape(example, x, stride):
+    """What a block (at ``stride``), a stem (stride 4) or a shape-keeping
+    plugin / unit gives for ``x``."""
+    if example.kind == 'stem':
+        stride = 4
+    elif example.kind != 'block':
+        return x.shape
+    n, _, h, w = x.shape
+    return (n, example.out_channels, -(-h // stride), -(-w // stride))
 
 
 def test_discovery_finds_the_components_and_skips_backbones():
@@ -79,8 +95,9 @@ def test_discovery_finds_the_components_and_skips_backbones():
 @pytest.mark.parametrize('name', list(COMPONENTS))
 def test_shape_gradients_and_bf16(name):
     """Output shape at an odd size (convs: as ``nn.Conv2d(in, out, k, s,
-    k // 2)`` at stride 1 and 2), a gradient to every parameter, no NaN
-    under bf16 autocast."""
+    k // 2)`` at stride 1 and 2; blocks ``ceil(H / s)`` at stride 1 and 2;
+    stems ``ceil(H / 4)``), a gradient to every parameter, no NaN under bf16
+    autocast."""
     cls = COMPONENTS[name]
     for i, example in enumerate(examples_of(cls)):
         torch.manual_seed(i)
@@ -90,14 +107,15 @@ def test_shape_gradients_and_bf16(name):
                 in_channels=example.in_channels, out_channels=example.out_channels,
                 kernel_size=example.kernel_size)
             continue
-        module = randomize(build(cls, example))
-        x = torch.randn(2, example.in_channels, *ODD_SIZE)
-        out = module(x)
-        assert out.shape == x.shape, (example, out.shape)
-        assert_all_grads(module, out)
-        module.eval()
-        with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
-            assert not torch.isnan(module(x)).any(), example
+        for stride in ((1, 2) if example.kind == 'block' else (1, )):
+            module = randomize(build(cls, example, stride))
+            x = torch.randn(2, example.in_channels, *ODD_SIZE)
+            out = module(x)
+            assert out.shape == _expected_shape(example, x, stride), (example, stride, out.shape)
+            assert_all_grads(module, out)
+            module.eval()
+            with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+                assert not torch.isnan(module(x)).any(), example
         if example.kind == 'plugin':
             # What a ResNet ``plugins=`` entry builds.
             _, plugin = build_plugin_layer(dict(type=f'mmext.{name}', **example.kwargs),

@@ -58,6 +58,9 @@ def design_cfg(path, data_root, work_dir):
     cfg.default_hooks.checkpoint = None
     cfg.work_dir = str(work_dir)
     cfg.experiment_name = f'{osp.basename(path)}_{id(cfg)}'
+    # Its own visualizer, as in conftest.smoke_cfg (the bases name it
+    # 'visualizer' and mmengine would hand back the first run's).
+    cfg.visualizer.pop('name', None)
     return cfg
 
 

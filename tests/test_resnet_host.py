@@ -238,3 +238,117 @@ def test_every_conv_as_conv_cfg(conv):
     for m in (backbone.conv1, backbone.layer2[0].downsample[0], backbone.layer3[1].conv2):
         assert isinstance(m, conv_cls)
     _stage_shapes(backbone, (64, 128, 256, 512))
+
+
+# block_cfg / stem_cfg: designs that replace a whole block or the stem.
+GN = dict(type='GN', num_groups=4, requires_grad=True)
+
+
+class ToyBlock(nn.Module):
+    """A 'block' component: one conv with the block's stride and dilation and
+    a strided 1x1 shortcut; records what the host built it with."""
+    host_norm_args = ('norm_cfg', )
+
+    def __init__(self, in_channels, out_channels, stride=1, dilation=1, norm_cfg=None,
+                 with_cp=False):
+        super().__init__()
+        self.args = dict(in_channels=in_channels, out_channels=out_channels, stride=stride,
+                         dilation=dilation, norm_cfg=norm_cfg, with_cp=with_cp)
+        self.stride, self.dilation = stride, dilation
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, stride, dilation, dilation)
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1, stride)
+
+    def forward(self, x):
+        return self.conv(x) + self.shortcut(x)
+
+
+class ToyBlockNoCp(ToyBlock):
+
+    def __init__(self, in_channels, out_channels, stride=1, dilation=1, norm_cfg=None):
+        super().__init__(in_channels, out_channels, stride, dilation, norm_cfg)
+
+
+class ToyStem(nn.Module):
+    """A 'stem' component: stride 4 in two ceil-mode halvings."""
+    host_norm_args = ('norm_cfg', )
+
+    def __init__(self, in_channels, out_channels, norm_cfg=None):
+        super().__init__()
+        self.args = dict(in_channels=in_channels, out_channels=out_channels, norm_cfg=norm_cfg)
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, 2, 1)
+        self.pool = nn.MaxPool2d(3, 2, 1)
+
+    def forward(self, x):
+        return self.pool(self.conv(x))
+
+
+def _odd_shapes(backbone, x=(97, 131)):
+    out = backbone(torch.randn(1, 3, *x))
+    return [tuple(o.shape[1:]) for o in out]
+
+
+def test_block_cfg_replaces_the_first_block_of_chosen_stages():
+    net = ResNet(depth=50, base_channels=16, norm_cfg=GN, block_cfg=dict(type=ToyBlock),
+                 stage_with_block_cfg=(True, False, True, True), block_cfg_blocks='first')
+    assert isinstance(net.layer1[0], ToyBlock) and isinstance(net.layer3[0], ToyBlock)
+    assert not isinstance(net.layer2[0], ToyBlock)
+    assert not any(isinstance(b, ToyBlock) for layer in (net.layer1, net.layer3)
+                   for b in list(layer)[1:])
+    # Widths, stride and the host's norm: stage 1 takes the stem's 16 channels.
+    assert net.layer1[0].args == dict(in_channels=16, out_channels=64, stride=1, dilation=1,
+                                      norm_cfg=GN, with_cp=False)
+    assert net.layer3[0].args == dict(in_channels=128, out_channels=256, stride=2, dilation=1,
+                                      norm_cfg=GN, with_cp=False)
+    assert _odd_shapes(net) == [(64, 25, 33), (128, 13, 17), (256, 7, 9), (512, 4, 5)]
+
+
+def test_block_cfg_all_blocks_keep_the_hosts_strides_and_dilations():
+    """Every block of a dilated mmseg network (contract_dilation, multi_grid)
+    is replaced with the stride and dilation of the block it replaces."""
+    kwargs = dict(depth=18, base_channels=16, stem_channels=16, strides=(1, 2, 1, 1),
+                  dilations=(1, 1, 2, 4), contract_dilation=True, multi_grid=(1, 2))
+    from mmext.models.backbones.resnet import ResNetV1c
+    plain = ResNetV1c(**kwargs)
+    net = ResNetV1c(block_cfg=dict(type=ToyBlock), **kwargs)
+    for name in net.res_layers:
+        for ours, host in zip(getattr(net, name), getattr(plain, name)):
+            assert isinstance(ours, ToyBlock)
+            assert (ours.args['stride'], ours.args['dilation']) == (host.stride, host.dilation)
+    # mmseg: multi_grid sets layer4's dilations, contract_dilation halves layer3[0]'s.
+    assert [b.dilation for b in net.layer4] == [1, 2]
+    assert [b.dilation for b in net.layer3] == [1, 2]
+    assert _odd_shapes(net) == [(16, 25, 33), (32, 13, 17), (64, 13, 17), (128, 13, 17)]
+
+
+def test_block_cfg_with_cp_and_refusals():
+    net = ResNet(depth=18, base_channels=16, with_cp=True, block_cfg=dict(type=ToyBlock))
+    assert net.layer2[1].args['with_cp'] is True
+    with pytest.raises(ValueError, match='ToyBlockNoCp takes no with_cp'):
+        ResNet(depth=18, with_cp=True, block_cfg=dict(type=ToyBlockNoCp))
+    with pytest.raises(ValueError, match="block_cfg_blocks='last'"):
+        ResNet(depth=18, block_cfg=dict(type=ToyBlock), block_cfg_blocks='last')
+    with pytest.raises(ValueError, match='3 flags for 4 stages'):
+        ResNet(depth=18, block_cfg=dict(type=ToyBlock), stage_with_block_cfg=(True, ) * 3)
+
+
+@pytest.mark.parametrize('host', ['ResNet', 'ResNetV1c'])
+def test_stem_cfg_replaces_the_whole_stem(host):
+    from mmext.models.backbones import resnet
+    net = getattr(resnet, host)(depth=18, base_channels=16, stem_channels=32, norm_cfg=GN,
+                                frozen_stages=0, stem_cfg=dict(type=ToyStem))
+    assert isinstance(net.stem, ToyStem)
+    assert net.stem.args == dict(in_channels=3, out_channels=32, norm_cfg=GN)
+    # Nothing of the plain or deep stem is left behind.
+    assert not any(hasattr(net, n) for n in ('conv1', 'maxpool', 'pool_conv'))
+    assert not any(isinstance(m, nn.Sequential) for m in net.stem.modules())
+    assert _odd_shapes(net) == [(16, 25, 33), (32, 13, 17), (64, 7, 9), (128, 4, 5)]
+    # frozen_stages=0: the stem alone, as mmdet freezes its own stem.
+    net.train()
+    assert not any(p.requires_grad for p in net.stem.parameters())
+    assert all(p.requires_grad for p in net.layer1.parameters())
+    assert net.stage_modules(0)[0] is net.stem
+
+
+def test_stem_cfg_refuses_the_conv_pool():
+    with pytest.raises(ValueError, match="cannot be combined with stem_pool='conv'"):
+        ResNet(depth=18, stem_cfg=dict(type=ToyStem), stem_pool='conv')

@@ -15,10 +15,14 @@ mmdet 3.3.0 / mmseg 1.2.2:
 The classes below extend mmdet's (same arguments, same state-dict layout, so
 mmdet / mmseg / torchvision-converted checkpoints load unchanged) and close
 those gaps: plugins and ``dcn`` on BasicBlock, uniquely named chained plugins,
-``block_conv_cfg`` for the residual-block convolutions only, and the
+``block_conv_cfg`` for the residual-block convolutions only, the
 all-convolutional stem (``stem_pool='conv'``: a strided convolution in place
-of the stem's max pooling).
+of the stem's max pooling), and two slots for designs that replace a whole
+part: ``block_cfg`` (a residual block of another design in place of the
+host's) and ``stem_cfg`` (another stem).
 """
+import inspect
+
 from mmcv.cnn import ConvModule, build_plugin_layer
 from mmdet.models.backbones.resnet import BasicBlock as _BasicBlock
 from mmdet.models.backbones.resnet import Bottleneck as _Bottleneck
@@ -27,7 +31,7 @@ from mmdet.models.backbones.resnext import Bottleneck as _XBottleneck
 from mmdet.models.backbones.resnext import ResNeXt as _ResNeXt
 from torch.utils import checkpoint as cp
 
-from mmext.models.layers.unit_norm import with_host_norm
+from mmext.models.layers.unit_norm import unit_class, with_host_norm
 from mmext.registry import MODELS
 from .base_backbone import check_stage_args
 
@@ -35,6 +39,8 @@ PLUGIN_POSITIONS = ('after_conv1', 'after_conv2', 'after_conv3')
 # The stem's downsampling after its convolutions: mmdet's max pool, or the
 # all-convolutional net's strided convolution (Springenberg et al.).
 STEM_POOLS = ('max', 'conv')
+# Which blocks of a stage with ``block_cfg`` are replaced.
+BLOCK_CFG_BLOCKS = ('all', 'first')
 
 
 def _block_conv(conv_cfg, block_conv_cfg):
@@ -200,6 +206,26 @@ class ResNet(_ResNet):
             stage keeps its output size; the max-pool stem is unchanged
             (same modules and state dict). ``frozen_stages >= 0`` freezes
             ``pool_conv`` with the stem. Default: ``'max'``.
+        block_cfg (dict, optional): Keyword-only. A registered residual
+            block (component kind ``'block'``, e.g. ``mmext.MinBlock``,
+            ``mmext.MGBlock``) built in place of the host's BasicBlock /
+            Bottleneck as ``type(in_channels, out_channels, stride=,
+            dilation=, **rest)``, with the replaced block's input width,
+            output width (``planes * expansion``), stride and dilation; the
+            block brings its own shortcut. Its class's ``host_norm_args`` get
+            the host's ``norm_cfg``, and ``with_cp`` is passed on when the
+            class takes it. Default: None.
+        stage_with_block_cfg (tuple[bool]): Keyword-only. Stages whose blocks
+            ``block_cfg`` replaces. Default: all four.
+        block_cfg_blocks (str): Keyword-only. ``'all'`` blocks of those
+            stages or only the ``'first'`` (the one that changes resolution
+            and width, where Min-Nets put their block). Default: ``'all'``.
+        stem_cfg (dict, optional): Keyword-only. A registered stem (component
+            kind ``'stem'``, e.g. ``mmext.CModStem``) built as
+            ``type(in_channels, stem_channels, **rest)`` in place of the whole
+            stem (conv1, norm1, ReLU and max pool, or the deep stem of V1c /
+            V1d): it must give ``ceil(H / 4)``. Module ``stem``; frozen at
+            ``frozen_stages >= 0`` as mmdet's stem. Default: None.
 
     ``plugins`` and ``dcn`` work on ResNet-18/34 as on the bottleneck depths
     (BasicBlock positions ``after_conv1`` / ``after_conv2``).
@@ -221,7 +247,11 @@ class ResNet(_ResNet):
             (where mmdet asserts only the largest index).
         ValueError: a BasicBlock plugin at ``after_conv3``, or ``dcn`` together
             with ``conv_cfg`` / ``block_conv_cfg`` on a BasicBlock.
-        ValueError: ``stem_pool`` other than ``'max'`` / ``'conv'``.
+        ValueError: ``stem_pool`` other than ``'max'`` / ``'conv'``;
+            ``stem_cfg`` together with ``stem_pool='conv'``;
+            ``block_cfg_blocks`` other than ``'all'`` / ``'first'``,
+            ``stage_with_block_cfg`` not one flag per stage, or ``with_cp``
+            with a ``block_cfg`` class that does not take it.
 
     Source: mmdet 3.3.0 ``mmdet/models/backbones/resnet.py``; He et al.,
     "Deep Residual Learning for Image Recognition", CVPR 2016.
@@ -279,16 +309,33 @@ class ResNet(_ResNet):
                  init_cfg=None,
                  *,
                  block_conv_cfg=None,
-                 stem_pool='max'):
-        out_indices = check_stage_args(type(self).__name__, num_stages, out_indices,
-                                       frozen_stages)
+                 stem_pool='max',
+                 block_cfg=None,
+                 stage_with_block_cfg=(True, True, True, True),
+                 block_cfg_blocks='all',
+                 stem_cfg=None):
+        name = type(self).__name__
+        out_indices = check_stage_args(name, num_stages, out_indices, frozen_stages)
         if stem_pool not in STEM_POOLS:
-            raise ValueError(f"{type(self).__name__}: stem_pool={stem_pool!r}; expected one of "
+            raise ValueError(f"{name}: stem_pool={stem_pool!r}; expected one of "
                              f"{', '.join(repr(p) for p in STEM_POOLS)}")
+        if stem_cfg is not None and stem_pool != 'max':
+            raise ValueError(f'{name}: stem_cfg replaces the whole stem, its downsampling '
+                             f'included; it cannot be combined with stem_pool={stem_pool!r}')
+        if block_cfg_blocks not in BLOCK_CFG_BLOCKS:
+            raise ValueError(f"{name}: block_cfg_blocks={block_cfg_blocks!r}; expected 'all' or "
+                             "'first'")
+        if len(stage_with_block_cfg) != num_stages:
+            raise ValueError(f'{name}: stage_with_block_cfg has {len(stage_with_block_cfg)} '
+                             f'flags for {num_stages} stages')
         # Read by _make_stem_layer, which runs inside the parent's __init__.
         self.stem_pool = stem_pool
-        # Both read by make_res_layer, which runs inside the parent's __init__.
+        self.stem_cfg = stem_cfg
+        # Read by make_res_layer, which runs inside the parent's __init__.
         self.block_conv_cfg = block_conv_cfg
+        self.block_cfg = block_cfg
+        self.stage_with_block_cfg = tuple(stage_with_block_cfg)
+        self.block_cfg_blocks = block_cfg_blocks
         block = self.arch_settings.get(depth, (None, ))[0]
         self._zero_init_norm = (
             self.zero_init_norms.get(block)
@@ -322,7 +369,10 @@ class ResNet(_ResNet):
         layer = getattr(self, self.res_layers[index])
         if index:
             return [layer]
-        stem = [self.stem] if self.deep_stem else [self.conv1, getattr(self, self.norm1_name)]
+        if self.stem_cfg is not None or self.deep_stem:
+            stem = [self.stem]
+        else:
+            stem = [self.conv1, getattr(self, self.norm1_name)]
         if self.stem_pool == 'conv':
             stem.append(self.pool_conv)
         return stem + [layer]
@@ -330,7 +380,11 @@ class ResNet(_ResNet):
     def _make_stem_layer(self, in_channels, stem_channels):
         """mmdet's stem; with ``stem_pool='conv'`` the max pool is replaced by
         ``pool_conv`` (3x3 stride-2 conv, norm, ReLU; same padding as the pool,
-        hence the same ``ceil(H / 2)``)."""
+        hence the same ``ceil(H / 2)``); with ``stem_cfg``, that stem alone."""
+        if self.stem_cfg is not None:
+            self.stem = MODELS.build(dict(with_host_norm(self.stem_cfg, self.norm_cfg),
+                                          in_channels=in_channels, out_channels=stem_channels))
+            return
         super()._make_stem_layer(in_channels, stem_channels)
         if self.stem_pool == 'conv':
             del self.maxpool
@@ -339,6 +393,16 @@ class ResNet(_ResNet):
                                         act_cfg=dict(type='ReLU'))
 
     def _freeze_stages(self):
+        if self.stem_cfg is not None:
+            # mmdet's rule (the stem at frozen_stages >= 0, then layer1..) for
+            # a stem mmdet's code does not know.
+            frozen = [self.stem] if self.frozen_stages >= 0 else []
+            frozen += [getattr(self, f'layer{i}') for i in range(1, self.frozen_stages + 1)]
+            for module in frozen:
+                module.eval()
+                for param in module.parameters():
+                    param.requires_grad = False
+            return
         super()._freeze_stages()
         # mmdet's rule freezes the stem at frozen_stages >= 0; pool_conv is
         # part of the stem.
@@ -351,8 +415,11 @@ class ResNet(_ResNet):
         """mmdet's forward with the stem's downsampling of ``stem_pool``: a
         tuple with one ``(N, out_channels[i], ceil(H / out_strides[i]),
         ceil(W / out_strides[i]))`` map per entry ``i`` of ``out_indices``."""
-        x = self.stem(x) if self.deep_stem else self.relu(self.norm1(self.conv1(x)))
-        x = self.pool_conv(x) if self.stem_pool == 'conv' else self.maxpool(x)
+        if self.stem_cfg is not None:
+            x = self.stem(x)
+        else:
+            x = self.stem(x) if self.deep_stem else self.relu(self.norm1(self.conv1(x)))
+            x = self.pool_conv(x) if self.stem_pool == 'conv' else self.maxpool(x)
         outs = []
         for i, layer_name in enumerate(self.res_layers):
             x = getattr(self, layer_name)(x)
@@ -368,7 +435,32 @@ class ResNet(_ResNet):
         return dict(kwargs, **host_norm_kwargs(kwargs, self.block_conv_cfg))
 
     def make_res_layer(self, **kwargs):
-        return super().make_res_layer(**self.block_kwargs(kwargs))
+        return self.replace_blocks(super().make_res_layer(**self.block_kwargs(kwargs)), kwargs)
+
+    def replace_blocks(self, layer, kwargs):
+        """``layer`` (a stage just built from ``kwargs``, before it joins
+        ``res_layers``) with ``block_cfg`` blocks in place of the host's
+        where ``stage_with_block_cfg`` / ``block_cfg_blocks`` say so."""
+        stage = len(self.res_layers)
+        if self.block_cfg is None or not self.stage_with_block_cfg[stage]:
+            return layer
+        cfg = with_host_norm(self.block_cfg, kwargs.get('norm_cfg'))
+        cls = unit_class(cfg)
+        if self.with_cp:
+            if cls is not None and 'with_cp' not in inspect.signature(cls).parameters:
+                raise ValueError(f'{type(self).__name__}: with_cp=True, but the block_cfg '
+                                 f'class {cls.__name__} takes no with_cp')
+            cfg = dict(cfg, with_cp=True)
+        out_channels = kwargs['planes'] * self.block.expansion
+        count = 1 if self.block_cfg_blocks == 'first' else len(layer)
+        for j in range(count):
+            # The replaced block's stride and dilation (mmseg's multi_grid /
+            # contract_dilation set them per block). ResLayer is an
+            # nn.Sequential: the new block takes the old one's index.
+            layer[j] = MODELS.build(dict(
+                cfg, in_channels=kwargs['inplanes'] if j == 0 else out_channels,
+                out_channels=out_channels, stride=layer[j].stride, dilation=layer[j].dilation))
+        return layer
 
     def train(self, mode=True):
         """As mmdet's (frozen stages and ``norm_eval`` stay in eval mode), but
@@ -443,9 +535,10 @@ class ResNetV1c(ResNet):
         # mmseg applies multi_grid to the last stage only; the parent appends
         # each stage to res_layers after building it.
         last = len(self.res_layers) == len(self.stage_blocks) - 1
-        return SegResLayer(multi_grid=self.multi_grid if last else None,
-                           contract_dilation=self.contract_dilation,
-                           **self.block_kwargs(kwargs))
+        layer = SegResLayer(multi_grid=self.multi_grid if last else None,
+                            contract_dilation=self.contract_dilation,
+                            **self.block_kwargs(kwargs))
+        return self.replace_blocks(layer, kwargs)
 
 
 @MODELS.register_module()

@@ -41,7 +41,7 @@ temperature.
 import dataclasses
 
 KINDS = ('channel', 'spatial')
-COMPONENT_KINDS = ('conv', 'plugin', 'unit')
+COMPONENT_KINDS = ('conv', 'plugin', 'unit', 'block', 'stem')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +111,14 @@ class ComponentExample:
       ``build_plugin_layer``; keeps (N, C, H, W) at the odd size.
     * ``'unit'``: a backbone's mixer that also works stand-alone, built as
       ``cls(in_channels, **kwargs)``; keeps (N, C, H, W) at the odd size.
+    * ``'block'``: a residual block with its own shortcut, what a ResNet
+      host's ``block_cfg`` builds in place of its BasicBlock / Bottleneck:
+      ``cls(in_channels, out_channels, stride=s, dilation=1, **kwargs)``;
+      output ``(N, out_channels, ceil(H / s), ceil(W / s))`` at stride 1
+      and 2.
+    * ``'stem'``: what a ResNet host's ``stem_cfg`` builds in place of its
+      stem (conv, norm, ReLU, max pool): ``cls(in_channels, out_channels,
+      **kwargs)``; output ``(N, out_channels, ceil(H / 4), ceil(W / 4))``.
 
     and for every kind: a finite, somewhere non-zero gradient to every
     parameter (after the weights are drawn from N(0, 0.3)), no NaN under
@@ -118,10 +126,12 @@ class ComponentExample:
     ``tests/design_checks.check_one_image_per_device`` on a 9x9 map.
 
     Attributes:
-        kind (str): ``'conv'``, ``'plugin'`` or ``'unit'``.
+        kind (str): ``'conv'``, ``'plugin'``, ``'unit'``, ``'block'`` or
+            ``'stem'``.
         kwargs (dict): Constructor keywords of the small instance.
         in_channels (int): Input channels. Defaults to 16.
-        out_channels (int): Output channels of a ``'conv'``. Defaults to 24.
+        out_channels (int): Output channels of a ``'conv'``, ``'block'`` or
+            ``'stem'``. Defaults to 24.
         kernel_size (int): Kernel size of a ``'conv'``. Defaults to 3.
         one_image_raises (bool): Whether a training forward of the default
             build at batch 1 on a 9x9 map stops with mmext's one-value error

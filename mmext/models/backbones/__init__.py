@@ -6,6 +6,7 @@ from .fcvit import FCViT
 from .g_ghost_regnet import GGhostRegNet
 from .ghostnet import GhostModule, GhostNet
 from .hatnet import HATNet
+from .hnet import HNet
 from .hornet import GnConv, HorNet
 from .moganet import MogaNet, MultiOrderGatedAggregation
 from .mpvit import MPViT
@@ -20,5 +21,5 @@ __all__ = [
     'BasicBlock', 'Bottleneck', 'DenseBackbone', 'ResNet', 'ResNetV1c', 'ResNetV1d', 'ResNeXt',
     'XBottleneck', 'SDAResNet', 'VAN', 'LKA', 'MogaNet', 'MultiOrderGatedAggregation', 'HorNet',
     'GnConv', 'MPViT', 'HATNet', 'FCViT', 'MViTv2', 'DenseNet', 'GhostNet', 'GhostModule',
-    'GGhostRegNet', 'ThreshNet', 'RMResNet'
+    'GGhostRegNet', 'ThreshNet', 'RMResNet', 'HNet'
 ]

@@ -2,6 +2,7 @@
 from .dcdc import DCDC
 from .dendritic import DendriticConv
 from .dynamic_conv import DynamicConv
+from .harmonic import HarmonicConv
 from .mgic import MGBlock
 from .min_nets import MinBlock
 from .nonlocal_pide import NonlocalConv, NonlocalOperator
@@ -9,5 +10,5 @@ from .odconv import ODConv
 from .sk_conv import SKConv
 from .tadaconv import TAdaConv
 
-__all__ = ['DCDC', 'DendriticConv', 'DynamicConv', 'MGBlock', 'MinBlock', 'NonlocalConv',
-           'NonlocalOperator', 'ODConv', 'SKConv', 'TAdaConv']
+__all__ = ['DCDC', 'DendriticConv', 'DynamicConv', 'HarmonicConv', 'MGBlock', 'MinBlock',
+           'NonlocalConv', 'NonlocalOperator', 'ODConv', 'SKConv', 'TAdaConv']

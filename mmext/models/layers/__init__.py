@@ -1,4 +1,5 @@
 """Convolutions with the ``nn.Conv2d`` call signature (``conv_cfg`` / ``dcn`` slot)."""
+from .cmod import CModStem
 from .dcdc import DCDC
 from .dendritic import DendriticConv
 from .dynamic_conv import DynamicConv
@@ -10,5 +11,5 @@ from .odconv import ODConv
 from .sk_conv import SKConv
 from .tadaconv import TAdaConv
 
-__all__ = ['DCDC', 'DendriticConv', 'DynamicConv', 'HarmonicConv', 'MGBlock', 'MinBlock',
+__all__ = ['CModStem', 'DCDC', 'DendriticConv', 'DynamicConv', 'HarmonicConv', 'MGBlock', 'MinBlock',
            'NonlocalConv', 'NonlocalOperator', 'ODConv', 'SKConv', 'TAdaConv']

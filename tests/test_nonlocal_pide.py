@@ -215,19 +215,28 @@ def test_errors():
         NonlocalOperator(4, operator='gaussian', width=0.)
 
 
-@pytest.mark.parametrize('boundary', ['zero', 'periodic'])
-def test_flops_are_the_two_traced_ffts(boundary):
+@pytest.mark.parametrize('operator,boundary', [('fractional', 'zero'), ('fractional', 'periodic'),
+                                               ('gaussian', 'zero')])
+def test_flops_are_the_traced_ffts(operator, boundary):
     """The transforms are traced and counted by mmext's FFT handles (n
-    ceil(log2 n) per real signal of n points): rfft2 and irfft2 of C maps on
-    the padded torus; the symbol product is elementwise (not counted)."""
-    op = randomize(NonlocalOperator(8, boundary=boundary)).eval()
-    h, w = 13, 11
-    count = count_flops(op, torch.randn(2, 8, h, w))
+    ceil(log2 n) per signal of n points), by hand: rfft along W of the H map
+    rows (M' points), fft along H of the M' / 2 + 1 columns (M points), their
+    inverses (irfft only for the H rows kept); the Gaussian adds the 1-D
+    transforms of its kernel factors (C signals of M and of M' points). The
+    symbol product is elementwise (not counted)."""
+    op = randomize(NonlocalOperator(8, operator=operator, boundary=boundary)).eval()
+    n, c, h, w = 2, 8, 13, 11
+    count = count_flops(op, torch.randn(n, c, h, w))
     rows, cols = padded_size(h, w, boundary)
-    n = rows * cols
-    per_transform = 2 * 8 * n * math.ceil(math.log2(n))
-    assert count.by_operator == {'fft_rfft2': per_transform, 'fft_irfft2': per_transform}
-    assert count.total == 2 * per_transform
+    along_w = n * c * h * cols * math.ceil(math.log2(cols))
+    along_h = n * c * rows * (cols // 2 + 1) * math.ceil(math.log2(rows))
+    expected = {'fft_rfft': along_w, 'fft_fft': along_h, 'fft_ifft': along_h,
+                'fft_irfft': along_w}
+    if operator == 'gaussian':
+        expected['fft_fft'] += c * rows * math.ceil(math.log2(rows))
+        expected['fft_rfft'] += c * cols * math.ceil(math.log2(cols))
+    assert count.by_operator == expected
+    assert count.total == sum(expected.values())
 
 
 HOSTS = [

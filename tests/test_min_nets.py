@@ -142,3 +142,45 @@ def test_errors():
         MinBlock(16, 8)
     with pytest.raises(ValueError, match='odd'):
         MinBlock(8, 8, kernel_size=4)
+
+
+HOSTS = [dict(type='mmext.ResNet', depth=18), dict(type='mmext.ResNet', depth=50),
+         dict(type='mmext.ResNetV1c', depth=18), dict(type='mmext.ResNetV1c', depth=50),
+         dict(type='mmext.ResNeXt', depth=50, groups=4, base_width=4)]
+MIN_FIRST = dict(block_cfg=dict(type='mmext.MinBlock', q=2), block_cfg_blocks='first')
+
+
+@pytest.mark.parametrize('host', HOSTS, ids=lambda h: f"{h['type']}-{h['depth']}")
+def test_hosts_at_an_odd_size(host):
+    """The first block of every stage is a Min block at the replaced block's
+    widths and stride, with the host's norm; the other blocks are the
+    host's; the stage maps are ceil(H / s) at 97x131."""
+    model = MODELS.build(dict(host, base_channels=4, stem_channels=4,
+                              norm_cfg=dict(type='GN', num_groups=2), **MIN_FIRST))
+    mins = {n: m for n, m in model.named_modules() if isinstance(m, MinBlock)}
+    assert sorted(mins) == [f'layer{i}.0' for i in range(1, 5)]
+    for i, name in enumerate(sorted(mins)):
+        block = mins[name]
+        assert block.out_channels == model.out_channels[i]
+        assert block.stride == model.strides[i]
+        assert isinstance(block.upper.norm, nn.GroupNorm)
+        assert not any(isinstance(m, MinBlock) for m in list(getattr(model, f'layer{i + 1}'))[1:])
+    x = torch.randn(2, 3, 97, 131)
+    with torch.no_grad():
+        outs = model.eval()(x)
+    for out, c, s in zip(outs, model.out_channels, model.out_strides):
+        assert out.shape == (2, c, -(-97 // s), -(-131 // s))
+
+
+def test_one_image_bf16_large_odd_size():
+    """ResNet-50 host, batch 1 at 511x673 under bf16 autocast in training:
+    finite maps of ceil(H / s) and gradients to the Min blocks."""
+    model = MODELS.build(dict(type='mmext.ResNet', depth=50, base_channels=2, stem_channels=4,
+                              **MIN_FIRST)).train()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        outs = model(torch.randn(1, 3, 511, 673))
+    for out, s in zip(outs, model.out_strides):
+        assert out.shape[-2:] == (-(-511 // s), -(-673 // s))
+        assert torch.isfinite(out.float()).all()
+    sum(o.float().mean() for o in outs).backward()
+    assert model.layer4[0].left_dw[0].weight.grad.abs().sum() > 0

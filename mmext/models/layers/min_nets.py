@@ -136,6 +136,7 @@ class MinBlock(BaseModule):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.stride = stride
+        self.dilation = dilation
         self.with_cp = with_cp
         width = int(q * out_channels)
         self.upper = ConvModule(in_channels, width, 1, conv_cfg=conv_cfg, norm_cfg=norm_cfg,

@@ -272,6 +272,13 @@ def test_get_flops_and_benchmark_every_design(config):
     assert 0 < backbone.flops < result.total.flops
     assert backbone.params > 0
     assert not set(result.uncounted_ops) & set(HANDLED)
+    if result.has_low_bit:
+        # A low-bit design (found by its weight_bits / activation_bits): its
+        # binary / k-bit work is in BOPs, and out of the full-precision
+        # FLOPs and the FP32 size.
+        assert 0 < backbone.low_bit_macs <= backbone.bops
+        assert backbone.full_precision_flops < backbone.flops
+        assert backbone.effective_bytes < 4 * backbone.params
     bench = run_benchmark(path, shape=shape, repeats=1, warmup=0, machine=False,
                           progress=False, root=ROOT)
     (model, ) = bench.models

@@ -237,10 +237,11 @@ def count_flops(model, inputs, op_handles=None):
     for name, ops in low_bit.layers.items():
         if by_module.get(name, 0) < ops.macs:
             raise MMExtError(
-                f'{name or "the model"} ({ops.type}) declares {ops.precision} and runs {ops.macs} MACs with '
-                f'its weight, but the trace counted {by_module.get(name, 0)} FLOPs in it: its '
-                'convolution is hidden from the trace (e.g. run inside a custom '
-                'autograd.Function); apply the Function to the weight / input only')
+                f'{name or "the model"} ({ops.type}) declares {ops.precision} and runs '
+                f'{ops.macs} MACs with its weight, but the trace counted '
+                f'{by_module.get(name, 0)} FLOPs in it: its convolution is hidden from the '
+                'trace (e.g. run inside a custom autograd.Function); apply the Function to '
+                'the weight / input only')
     extra = {name: flops for name, flops in extra.items() if flops}
     for name, flops in extra.items():
         parts = name.split('.') if name else []

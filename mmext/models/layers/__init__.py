@@ -8,8 +8,11 @@ from .mgic import MGBlock
 from .min_nets import MinBlock
 from .nonlocal_pide import NonlocalConv, NonlocalOperator
 from .odconv import ODConv
+from .qnn import QuantConv
 from .sk_conv import SKConv
 from .tadaconv import TAdaConv
+from .xnor_net import BinaryConv
 
-__all__ = ['CModStem', 'DCDC', 'DendriticConv', 'DynamicConv', 'HarmonicConv', 'MGBlock', 'MinBlock',
-           'NonlocalConv', 'NonlocalOperator', 'ODConv', 'SKConv', 'TAdaConv']
+__all__ = ['BinaryConv', 'CModStem', 'DCDC', 'DendriticConv', 'DynamicConv', 'HarmonicConv',
+           'MGBlock', 'MinBlock', 'NonlocalConv', 'NonlocalOperator', 'ODConv', 'QuantConv',
+           'SKConv', 'TAdaConv']

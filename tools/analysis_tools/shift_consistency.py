@@ -16,7 +16,8 @@ with the unshifted one:
 * ``rel. change``: ``||f(x_d) - f(x_0)|| / ||f(x_0)||`` (0 = unchanged).
 
 Printed per shift and averaged over the shifts, one row per config, in eval
-mode (running statistics). Without ``--checkpoints`` the backbones are
+mode (running statistics; ``--calibrate`` first sets them to the statistics
+of the unshifted windows, which untrained norms otherwise lack). Without ``--checkpoints`` the backbones are
 untrained (their init): figures of random weights say little about trained
 ones, the paper's claim being about trained networks. Images: ``--images``
 (default: the embedded data's COCO images, ``tools/generate_data.py``),
@@ -50,6 +51,10 @@ def parse_args(argv=None):
     parser.add_argument('--shifts', type=int, nargs='+', default=[1, 2, 3],
                         help='diagonal shifts in pixels')
     parser.add_argument('--seed', type=int, default=0, help='seed of the untrained init')
+    parser.add_argument('--calibrate', action='store_true',
+                        help='first set every batch norm\'s running statistics to those of '
+                        'the unshifted windows (one training-mode pass, no weight update): '
+                        'untrained norms otherwise use their init (mean 0, variance 1)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys of every config')
     return parser.parse_args(argv)
@@ -111,6 +116,21 @@ def build_backbone(config, cfg_options=None, checkpoint=None):
 
 
 @torch.no_grad()
+def calibrate_norms(backbone, images):
+    """Running statistics of every batch norm := those of ``images`` (a
+    cumulative average over one pass); weights unchanged; back to eval."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+    norms = [m for m in backbone.modules() if isinstance(m, _BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    backbone(images)
+    for m in norms:
+        m.eval()
+
+
+@torch.no_grad()
 def consistency(backbone, images, size, shifts):
     """Per shift ``d``: (mean cosine similarity, mean relative change) of the
     spatially averaged last-stage map between the window at (0, 0) and the
@@ -144,6 +164,8 @@ def main(argv=None):
         ckpt = args.checkpoints[i] if args.checkpoints else None
         backbone, mean, std = build_backbone(config, args.cfg_options, ckpt)
         images = load_images(args.images, args.num_images, side, mean, std)
+        if args.calibrate:
+            calibrate_norms(backbone, images[..., :args.size, :args.size])
         result = consistency(backbone, images, args.size, args.shifts)
         cos = [result[d][0] for d in args.shifts]
         rel = [result[d][1] for d in args.shifts]
@@ -153,7 +175,8 @@ def main(argv=None):
     print(f'{len(images)} images, {args.size}x{args.size} windows, diagonal shifts '
           f'{args.shifts} px, last-stage map averaged over space, eval mode, '
           + ('checkpoints: ' + ', '.join(args.checkpoints) if args.checkpoints
-             else f'untrained (init, seed {args.seed})'))
+             else f'untrained (init, seed {args.seed})')
+          + (', norms calibrated on the unshifted windows' if args.calibrate else ''))
     print('| ' + ' | '.join(header) + ' |')
     print('|' + '---|' * len(header))
     for row in rows:

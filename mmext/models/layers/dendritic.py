@@ -90,7 +90,9 @@ class DendriticConv(BaseModule):
             and ReLU follow).
         max_expanded_elements (int): Largest number of connection-input
             values held at once (chunking over output filters; at least one
-            filter per chunk). Defaults to ``2**25`` (128 MiB in fp32).
+            filter per chunk). Defaults to ``2**20`` (4 MiB in fp32): chunks
+            of cache size ran fastest on CPU (docs/designs/dendritic.md); on a
+            GPU a larger value means fewer, larger kernels.
         recompute (bool): Form the connection inputs again in the backward
             pass instead of storing them (``'pair'``). Defaults to True.
         init_cfg (dict, optional): Initialization config. Defaults to None.
@@ -113,7 +115,7 @@ class DendriticConv(BaseModule):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, bias_granularity='pair', act_cfg=None,
-                 max_expanded_elements=2**25, recompute=True, init_cfg=None):
+                 max_expanded_elements=2**20, recompute=True, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         if bias_granularity not in BIAS_GRANULARITIES:
             raise ValueError(f'DendriticConv: bias_granularity={bias_granularity!r}; expected '

@@ -83,11 +83,16 @@ def test_forward_equals_official_serial_cycle(stride, dilation):
         torch.testing.assert_close(out, _official_serial_forward(block, x))
 
 
-def _channel_dependence(module, channels, size=5):
-    """(C_out, C_in) sums of |d out_j / d x_i| over all positions."""
-    x = torch.randn(1, channels, size, size)
-    jac = torch.autograd.functional.jacobian(lambda t: module(t).sum((0, 2, 3)), x)
-    return jac.abs().sum((1, 3, 4))
+def _channel_dependence(module, channels, batch=4, size=7):
+    """(C_out, C_in) sums of |d out_j / d x_i| over all positions of a batch
+    of random inputs (several: an output ReLU that is off everywhere for one
+    input rarely is for all)."""
+    torch.manual_seed(1)
+    x = torch.randn(batch, channels, size, size)
+    jac = torch.autograd.functional.jacobian(lambda t: module(t).sum((2, 3)), x,
+                                             vectorize=True)
+    # (N, C_out, N, C_in, H, W); samples are independent in eval mode
+    return jac.abs().sum((0, 2, 4, 5))
 
 
 def test_every_output_channel_depends_on_every_input_channel():
@@ -101,11 +106,14 @@ def test_every_output_channel_depends_on_every_input_channel():
     # The finest smoothing step alone couples only within its 8 groups ...
     smooth = _channel_dependence(block.smooth[0], 64)
     same_group = torch.block_diag(*[torch.ones(8, 8)] * 8).bool()
-    # (a channel whose ReLU is off on the whole 5x5 input has a zero row)
-    assert (smooth[~same_group] == 0).all() and (smooth[same_group] > 0).float().mean() > 0.8
+    assert (smooth[~same_group] == 0).all() and (smooth[same_group] > 0).all()
     # ... the V-cycle through the coarsest level couples every pair.
+    # A channel whose final ReLU is off for every input (a property of the
+    # random weights, not of the coupling) has a zero row; every other row
+    # must be non-zero everywhere.
     full = _channel_dependence(block, 64)
-    assert (full > 0).all(), (full == 0).nonzero()[:5]
+    alive = full.sum(1) > 0
+    assert alive.sum() >= 60 and (full[alive] > 0).all(), (full == 0).nonzero()[:5]
 
 
 def test_connector_and_transfer_init():

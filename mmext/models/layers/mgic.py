@@ -1,10 +1,12 @@
 """MGBlock: the multigrid-in-channels residual block (MGIC).
 
 Eliasof, Ephrath, Ruthotto, Treister, "MGIC: Multigrid-in-Channels Neural
-Network Architectures", SIAM J. Sci. Comput. 45(3), 2023 (arXiv 2011.09128;
-earlier version arXiv 2006.06799). Official code: BGUCompSci/MultigridInChannelsCNNs,
-``resnetMG.py`` (``MgBlockDwGroup``, ``genTensor4CycleDwGroup``,
-``netMGParamsDWGroup``) with the defaults of ``classificationDriverArgsMG.py``.
+Network Architectures", SIAM J. Sci. Comput. 2023, S307-S328 (arXiv 2011.09128);
+the group's earlier paper: Ephrath et al., "Multigrid-in-Channels Architectures
+for Wide Convolutional Neural Networks", arXiv 2006.06799. Official code:
+BGUCompSci/MultigridInChannelsCNNs, ``resnetMG.py`` (``MgBlockDwGroup``,
+``genTensor4CycleDwGroup``, ``netMGParamsDWGroup``) with the defaults of
+``classificationDriverArgsMG.py``.
 """
 import math
 

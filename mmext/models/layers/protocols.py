@@ -23,6 +23,10 @@ same attributes.
 * ``host_norm_args`` (a tuple of constructor argument names, ``()`` for none),
   read by the mmext hosts and the shared one-image check; see
   :mod:`.unit_norm`.
+* ``weight_bits`` and ``activation_bits`` (ints, 32 for full precision) on a
+  module that owns a ``weight``, read by ``mmext.analysis.low_bit``: the
+  bit-widths its multiply-adds run at, for BOPs, full-precision FLOPs and
+  the effective model size.
 
 Two more declarations live next to the code that reads them:
 ``official_layouts`` (a tuple of
@@ -34,9 +38,9 @@ class declares both through an :class:`~mmext.models.upstream.UpstreamDesign`.
 ``docs/adding_a_design.md`` walks through all of them.
 
 Every component registered in the mmext ``MODELS`` registry that is not a
-backbone must declare ``component_examples`` and ``host_norm_args``; the other
-three are declared by the designs that have maps, hidden FLOPs or a
-temperature.
+backbone must declare ``component_examples`` and ``host_norm_args``; the
+others are declared by the designs that have maps, hidden FLOPs, a
+temperature or low bit-widths.
 """
 import dataclasses
 

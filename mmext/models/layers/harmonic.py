@@ -273,8 +273,7 @@ class HarmonicConv(nn.Module):
     host_norm_args = ()
     component_examples = (
         ComponentExample('conv'),
-        ComponentExample('conv', dict(max_order=2, n_rings=3, bias=True), out_channels=24,
-                         kernel_size=5),
+        ComponentExample('conv', dict(max_order=2, n_rings=3, bias=True), out_channels=24),
         ComponentExample('conv', dict(groups=4), in_channels=16, out_channels=16),
     )
 

@@ -203,7 +203,10 @@ def _sweep(seen, outcomes, not_sync, checked, x):
         if 'SyncBN' in repr(backbone.get('norm_cfg')):
             norms = unit_norms(model)
             checked[rel] = len(norms)
-            bad = [n for n, m in norms.items() if not isinstance(m, nn.SyncBatchNorm)]
+            # A design's own norm that reduces its statistics across ranks
+            # itself (CMod's energy norm) says so with sync=True.
+            bad = [n for n, m in norms.items()
+                   if not (isinstance(m, nn.SyncBatchNorm) or getattr(m, 'sync', False) is True)]
             if bad:
                 not_sync[rel] = bad
         model = revert_sync_batchnorm(model)

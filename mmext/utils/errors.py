@@ -51,8 +51,8 @@ def _one_value_hint(m):
     if unit:
         where = f"the BatchNorm of {unit}{' ' + repr(name) if name else ''}"
         return (f"{where} got one value per channel: {fixes}, {arg}=dict(type='GN', "
-                f"num_groups=1) or {arg}=None in the unit's cfg (block_conv_cfg / dcn / the "
-                f'plugin cfg), or norm_eval=True{docs}')
+                f"num_groups=1) or {arg}=None in the unit's cfg (block_conv_cfg / dcn / "
+                f'block_cfg / stem_cfg / the plugin cfg), or norm_eval=True{docs}')
     if name:
         top = name.split('.')[0]
         return (f"the BatchNorm {name!r} got one value per channel: {fixes}, a norm without "
@@ -60,9 +60,9 @@ def _one_value_hint(m):
                 f'or norm_eval=True where the module offers it{docs}')
     return ('a BatchNorm got one value per channel (a pooled descriptor inside a unit such '
             "as an attention or dynamic convolution, the 1x1 pooling branch of mmseg's "
-            f"UPerHead, or any BN on a 1x1 map): {fixes}, a norm without batch statistics in the norm_cfg of the module "
-            "that builds it (GN, or a unit's attn_norm_cfg=None), or norm_eval=True"
-            f'{docs}; mmext names the module when it runs through its tools')
+            f"UPerHead, or any BN on a 1x1 map): {fixes}, a norm without batch statistics in "
+            "the norm_cfg of the module that builds it (GN, or a unit's attn_norm_cfg=None), "
+            f'or norm_eval=True{docs}; mmext names the module when it runs through its tools')
 
 
 def _weights_only_hint(m):

@@ -210,7 +210,7 @@ def check_norm_input(norm, x, owner, arg, unit=None):
         f'{unit or type(owner).__name__}{where}: {norm_label(norm)} ({arg}) '
         f'{ONE_VALUE_PHRASE} ({_shape_words(x)}, e.g. a pooled descriptor); {DEVICE_FIXES}, '
         f"{arg}=dict(type='GN', num_groups=1) or {arg}=None in the unit's cfg "
-        '(block_conv_cfg / dcn / the plugin cfg), or norm_eval=True')
+        '(block_conv_cfg / dcn / block_cfg / stem_cfg / the plugin cfg), or norm_eval=True')
 
 
 def _guard_hook(name, norm, args):

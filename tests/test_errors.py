@@ -89,6 +89,16 @@ def test_explain_upstream_basic_block_refusal():
         MMDET_MODELS.build(dict(type='mmdet.ResNet', depth=18, plugins=[
             dict(cfg=dict(type='mmext.SE'), position='after_conv2')]))
     assert "type='mmext.ResNet'" in explain(info.value)
+    # An mmext host option on the upstream class (the config kept its type).
+    for cfg in (dict(type='mmdet.ResNet', depth=18, stem_cfg=dict(type='mmext.CModStem')),
+                dict(type='mmdet.ResNeXt', depth=50, block_conv_cfg=dict(type='mmext.DCDC'))):
+        with pytest.raises(TypeError) as info:
+            MMDET_MODELS.build(cfg)
+        arg = 'stem_cfg' if 'stem_cfg' in cfg else 'block_conv_cfg'
+        assert explain(info.value).startswith(f"mmdet's / mmseg's ResNet family takes no {arg}=")
+    with pytest.raises(TypeError) as info:
+        MMDET_MODELS.build(dict(type='mmdet.ResNet', depth=18, no_such_option=1))
+    assert explain(info.value) is None
     try:
         raise AssertionError('Not implemented yet.')
     except AssertionError as exc:

@@ -5,6 +5,7 @@ deep inside mmcv/mmengine; ``MMEXT_DEBUG=1`` re-raises the original. The same
 table feeds ``python -m mmext doctor`` and docs/get_started.md's FAQ.
 """
 import difflib
+import inspect
 import os
 import re
 import sys
@@ -97,6 +98,21 @@ def _missing_module_hint(m):
 
 # (pattern searched in the error text, one-line explanation with the fix).
 # The explanation is a string or a function of the regex match.
+def _host_option_hint(m):
+    """An mmext ResNet host option given to mmdet's / mmseg's ResNet family
+    (the config kept their ``type``); None for any other argument."""
+    from mmext.models.backbones.resnet import ResNet
+    params = inspect.signature(ResNet.__init__).parameters.values()
+    if m.group('arg') not in {p.name for p in params if p.kind == p.KEYWORD_ONLY}:
+        return None
+    # mmdet's ResNetV1d / ResNeXt and mmseg's ResNetV1c pass it on to ResNet,
+    # so the class in the message does not say which host was named.
+    return (f"mmdet's / mmseg's ResNet family takes no {m.group('arg')}=, an option of "
+            "mmext's ResNet hosts: name the mmext host of the same network as the backbone "
+            "type (mmext.ResNet, mmext.ResNetV1c, mmext.ResNetV1d, mmext.ResNeXt; same "
+            'arguments and weights, docs/designs/resnet_host.md)')
+
+
 KNOWN_ERRORS = [
     (r"(?P<name>[\w.]+) is not in the (?P<scope>[\w]+)::(?P<registry>[\w ]+) registry",
      _registry_hint),
@@ -106,6 +122,8 @@ KNOWN_ERRORS = [
     (r"MMCV==(?P<ver>[\w.]+) is used but incompatible",
      lambda m: f"mmcv {m.group('ver')} is installed but mmdet 3.3 / mmseg 1.2 need "
                "2.0.0rc4 <= mmcv < 2.2.0; run `bash tools/setup_env.sh` (mmcv 2.1.0)"),
+    (r"(?P<cls>ResNe\w*)\.__init__\(\) got an unexpected keyword argument '(?P<arg>\w+)'",
+     _host_option_hint),
     (r"Weights only load failed|weights_only", _weights_only_hint),
     (r"No module named '(?P<mod>[\w.]+)'", _missing_module_hint),
     (r"failed to load image: (?P<path>\S+)|Unable to load image|imdecode|"

@@ -31,6 +31,7 @@ from mmdet.models.backbones.resnext import Bottleneck as _XBottleneck
 from mmdet.models.backbones.resnext import ResNeXt as _ResNeXt
 from torch.utils import checkpoint as cp
 
+from mmext.models.layers.stochastic_depth import DropPathMixin, set_drop_path_rates
 from mmext.models.layers.unit_norm import unit_class, with_host_norm
 from mmext.registry import MODELS
 from .base_backbone import check_stage_args
@@ -88,9 +89,11 @@ class PluginChainMixin:
         return x
 
 
-class PreactMixin:
+class PreactMixin(DropPathMixin):
     """``forward_preact`` returns the residual sum before the block's final
-    ReLU (what SDA weighs across blocks); ``forward`` is its ReLU."""
+    ReLU (what SDA weighs across blocks); ``forward`` is its ReLU. The
+    residual branch goes through ``drop_residual`` (stochastic depth, set by
+    the host's ``drop_path_rate``) before the sum."""
 
     def forward_preact(self, x):
         if self.with_cp and x.requires_grad:
@@ -114,7 +117,7 @@ class BottleneckResidualMixin(PreactMixin):
         if self.with_plugins:
             out = self.forward_plugin(out, self.after_conv3_plugin_names)
         identity = x if self.downsample is None else self.downsample(x)
-        return out + identity
+        return self.drop_residual(out) + identity
 
 
 class BasicBlock(PluginChainMixin, PreactMixin, _BasicBlock):
@@ -154,7 +157,7 @@ class BasicBlock(PluginChainMixin, PreactMixin, _BasicBlock):
         out = self.norm2(self.conv2(out))
         out = self.forward_plugin(out, self.after_conv2_plugin_names)
         identity = x if self.downsample is None else self.downsample(x)
-        return out + identity
+        return self.drop_residual(out) + identity
 
 
 class Bottleneck(PluginChainMixin, BottleneckResidualMixin, _Bottleneck):
@@ -226,6 +229,17 @@ class ResNet(_ResNet):
             stem (conv1, norm1, ReLU and max pool, or the deep stem of V1c /
             V1d): it must give ``ceil(H / 4)``. Module ``stem``; frozen at
             ``frozen_stages >= 0`` as mmdet's stem. Default: None.
+        drop_path_rate (float): Keyword-only. Stochastic depth (Huang et
+            al., arXiv 1603.09382) on the residual branch of every block, in
+            training: block ``i`` of the network's ``L`` blocks (all stages,
+            counted from 0) drops its branch per sample with probability
+            ``drop_path_rate * i / (L - 1)`` (timm's linear rule) and scales
+            the kept ones by ``1 / (1 - p)``; the branch is dropped after its
+            plugins, right before the shortcut is added. A ``block_cfg``
+            block takes part when it has a residual branch
+            (``DropPathMixin``, e.g. ``MinBlock``). Eval mode, frozen stages
+            and ``0`` (default: no module added, bit-identical outputs) drop
+            nothing. See :mod:`mmext.models.layers.stochastic_depth`.
 
     ``plugins`` and ``dcn`` work on ResNet-18/34 as on the bottleneck depths
     (BasicBlock positions ``after_conv1`` / ``after_conv2``).
@@ -252,6 +266,8 @@ class ResNet(_ResNet):
             ``block_cfg_blocks`` other than ``'all'`` / ``'first'``,
             ``stage_with_block_cfg`` not one flag per stage, or ``with_cp``
             with a ``block_cfg`` class that does not take it.
+        ValueError: ``drop_path_rate`` outside ``[0, 1)``, or above 0 with a
+            ``block_cfg`` block that has no residual branch (``MGBlock``).
 
     Source: mmdet 3.3.0 ``mmdet/models/backbones/resnet.py``; He et al.,
     "Deep Residual Learning for Image Recognition", CVPR 2016.
@@ -313,7 +329,8 @@ class ResNet(_ResNet):
                  block_cfg=None,
                  stage_with_block_cfg=(True, True, True, True),
                  block_cfg_blocks='all',
-                 stem_cfg=None):
+                 stem_cfg=None,
+                 drop_path_rate=0.0):
         name = type(self).__name__
         out_indices = check_stage_args(name, num_stages, out_indices, frozen_stages)
         if stem_pool not in STEM_POOLS:
@@ -351,6 +368,8 @@ class ResNet(_ResNet):
             norm_cfg=norm_cfg, norm_eval=norm_eval, dcn=dcn, stage_with_dcn=stage_with_dcn,
             plugins=plugins, with_cp=with_cp, zero_init_residual=zero_init_residual,
             pretrained=pretrained, init_cfg=init_cfg)
+        set_drop_path_rates(name, [getattr(self, n) for n in self.res_layers], drop_path_rate)
+        self.drop_path_rate = drop_path_rate
         # mmdet builds stage i with base_channels * 2**i planes; the stem
         # (stride-2 conv, stride-2 max pool or pool_conv) gives stride 4 before
         # the stages.

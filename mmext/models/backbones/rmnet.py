@@ -135,6 +135,10 @@ class RMResNet(ResNet):
     the same outputs (fp32 differences at rounding level). The stem (its
     convolutions, norms and ``pool_conv``) is kept as it is.
 
+    ``drop_path_rate`` (stochastic depth) trains as on :class:`mmext.ResNet`;
+    :meth:`deploy` is unaffected: it converts in eval mode, where ``DropPath``
+    is the identity, and the plain blocks carry no ``drop_path``.
+
     A deployed network is for inference only: ``train()`` (``train(True)``)
     raises :class:`~mmext.utils.errors.MMExtError`; ``eval()`` works.
     To load a checkpoint saved after ``deploy()``, build with

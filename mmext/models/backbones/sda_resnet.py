@@ -144,7 +144,8 @@ class SDAResNet(ResNet):
     argument (``block_conv_cfg``, ``out_indices``, ``frozen_stages`` (freezes the stage's
     attention too), ``norm_eval``, ``dcn``/``stage_with_dcn``, ``plugins``,
     ``with_cp``, ``style``, ``deep_stem``, ``avg_down``, ``zero_init_residual``,
-    ``init_cfg``) keeps its meaning. State-dict names follow mmdet's ResNet
+    ``init_cfg``, ``drop_path_rate``: each block's residual branch, before the
+    sum SDA mixes) keeps its meaning. State-dict names follow mmdet's ResNet
     (``layer{s}.{b}.conv1``, ...) plus ``layer{s}.fc.{0,1}`` and
     ``layer{s}.fcs.{b}``; :meth:`convert_official` maps an official
     ImageNet checkpoint onto them.

@@ -18,6 +18,7 @@ from torch.utils import checkpoint as cp
 
 from mmext.registry import MODELS
 from .protocols import ComponentExample
+from .stochastic_depth import DropPathMixin
 from .unit_norm import check_norm_input
 
 
@@ -40,7 +41,7 @@ class InstanceNormOneSafe(nn.InstanceNorm2d):
 
 
 @MODELS.register_module()
-class MinBlock(BaseModule):
+class MinBlock(DropPathMixin, BaseModule):
     """The Min block: a residual block whose two depth-wise filter responses
     are combined by an elementwise minimum (a model of end-stopped cells).
 
@@ -56,7 +57,9 @@ class MinBlock(BaseModule):
     at the stride 2 every official block uses) when ``stride > 1``, then
     zero-padded to ``out_channels`` when ``in_channels < out_channels``, or a
     1x1 convolution with bias (``use_1x1``, official ``conv_for_res``)
-    before the padding. A host builds no downsample path for it.
+    before the padding. A host builds no downsample path for it. A host's
+    ``drop_path_rate`` drops ``lower``'s output (the residual branch) per
+    sample before the sum (:class:`DropPathMixin`).
 
     As a ResNet host's block (``block_cfg=dict(type='mmext.MinBlock', q=2),
     block_cfg_blocks='first'``: the first block of each stage, the
@@ -175,7 +178,7 @@ class MinBlock(BaseModule):
         y = torch.minimum(self.left_dw(y), self.right_dw(y))
         if self.lower.with_norm:
             check_norm_input(self.lower.norm, y, self, 'norm_cfg')
-        return self.lower(y) + self.shortcut(x)
+        return self.drop_residual(self.lower(y)) + self.shortcut(x)
 
     def forward(self, x):
         if self.with_cp and x.requires_grad:

@@ -1,3 +1,3 @@
-from .hooks import DynamicConvTemperatureHook, TrainingCurveHook
+from .hooks import DropBlockScheduleHook, DynamicConvTemperatureHook, TrainingCurveHook
 
-__all__ = ['DynamicConvTemperatureHook', 'TrainingCurveHook']
+__all__ = ['DropBlockScheduleHook', 'DynamicConvTemperatureHook', 'TrainingCurveHook']

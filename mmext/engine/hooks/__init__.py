@@ -1,4 +1,5 @@
+from .dropblock_schedule_hook import DropBlockScheduleHook
 from .dynamic_conv_temperature_hook import DynamicConvTemperatureHook
 from .training_curve_hook import TrainingCurveHook
 
-__all__ = ['DynamicConvTemperatureHook', 'TrainingCurveHook']
+__all__ = ['DropBlockScheduleHook', 'DynamicConvTemperatureHook', 'TrainingCurveHook']

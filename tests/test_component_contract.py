@@ -2,8 +2,9 @@
 
 Every class in mmext's ``MODELS`` registry that is not a backbone (a subclass
 of mmext's ``DenseBackbone`` or of mmdet's ``ResNet``, whose checks are in
-``tests/backbone_checks.py``) is a component: an attention plugin, a
-convolution or a backbone's mixer. Each declares in its own file
+``tests/backbone_checks.py``) or a loss (``mmext/models/losses/``, checked in
+their own tests) is a component: an attention plugin (or DropBlock), a
+convolution, a block, a stem or a backbone's mixer. Each declares in its own file
 ``component_examples`` (:class:`~mmext.models.layers.protocols.ComponentExample`)
 and ``host_norm_args``; this file builds every example and runs the shared
 checks on it. A registered component that declares nothing fails here.
@@ -35,8 +36,14 @@ def is_backbone(cls):
     return issubclass(cls, (DenseBackbone, MMDetResNet, MMSegResNet))
 
 
+def is_loss(cls):
+    # Losses take predictions and targets, not feature maps: they live in
+    # mmext/models/losses/ and are checked in their own tests.
+    return cls.__module__.startswith('mmext.models.losses')
+
+
 COMPONENTS = {name: cls for name, cls in sorted(MODELS.module_dict.items())
-              if not is_backbone(cls)}
+              if not is_backbone(cls) and not is_loss(cls)}
 
 
 def examples_of(cls):
@@ -83,7 +90,8 @@ def test_discovery_finds_the_components_and_skips_backbones():
     # Not vacuous: today's components are found, and a backbone is not one.
     assert {'SE', 'ECA', 'CBAM', 'DynamicConv', 'ODConv', 'SKConv', 'DCDC', 'TAdaConv', 'LKA',
             'MultiOrderGatedAggregation', 'GnConv'} <= set(COMPONENTS)
-    assert not {'ResNet', 'VAN', 'SDAResNet', 'MogaNet'} & set(COMPONENTS)
+    assert not {'ResNet', 'VAN', 'SDAResNet', 'MogaNet', 'LabelSmoothingFocalLoss'} \
+        & set(COMPONENTS)
 
     class Undeclared(nn.Module):
         pass

@@ -1,6 +1,6 @@
-"""Registered model components (plugins, convolutions, backbones).
+"""Registered model components (plugins, convolutions, backbones, losses).
 
 Designs land here one file each; importing this package registers them in the
 ``mmext`` model registry.
 """
-from . import backbones, layers, plugins  # noqa: F401
+from . import backbones, layers, losses, plugins  # noqa: F401

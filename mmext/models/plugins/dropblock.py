@@ -44,6 +44,9 @@ class DropBlock(_DropBlock):
     Args:
         in_channels (int, optional): Channels of the input (what a
             ``plugins=`` entry passes); the module does not depend on it.
+            The first positional argument, as on every mmext plugin, where
+            mmdet's class starts with ``drop_prob`` (``DropBlock(0.1, 7)``
+            fails mmdet's ``drop_prob <= 1`` check: pass keywords).
         drop_prob (float): Target fraction of dropped units, in ``(0, 1]``
             (``1 - keep_prob`` of the paper). Defaults to 0.1 (the paper's
             keep_prob 0.9).

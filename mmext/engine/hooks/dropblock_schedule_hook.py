@@ -1,3 +1,5 @@
+import logging
+
 from mmdet.models.layers import DropBlock
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
@@ -70,10 +72,15 @@ class DropBlockScheduleHook(Hook):
         counted = [m for m, _ in self._targets if m.warmup_iters]
         for m in counted:
             m.warmup_iters = 0
-        print_log(f'DropBlockScheduleHook: {len(self._targets)} DropBlock module(s), drop_prob '
-                  f'rising linearly over {self.warmup_iters} iterations'
-                  + (f"; mmdet's own warm-up (warmup_iters) set to 0 on {len(counted)}"
-                     if counted else ''), logger='current')
+        if not self._targets:
+            print_log('DropBlockScheduleHook: the model has no DropBlock; nothing to schedule '
+                      '(add a DropBlock plugin or remove the hook)', logger='current',
+                      level=logging.WARNING)
+        else:
+            print_log(f'DropBlockScheduleHook: {len(self._targets)} DropBlock module(s), '
+                      f'drop_prob rising linearly over {self.warmup_iters} iterations'
+                      + (f"; mmdet's own warm-up (warmup_iters) set to 0 on {len(counted)}"
+                         if counted else ''), logger='current')
         self.set_drop_probs(runner.iter)
 
     def set_drop_probs(self, it):

@@ -386,6 +386,177 @@ def attach_costs(entries, cost_fn=None):
     return notes
 
 
+def short_labels(entries):
+    """One short, unique label per entry for plots and the baseline view:
+    the design folder (``configs/<design>/``; the config name outside
+    ``configs/``), then, among entries sharing it, the ``_``-separated parts
+    of their config names that not all of them share, then the preset and
+    schedule."""
+    labels = [e.design if e.design != '-' else e.first.name for e in entries]
+    for stage in ('name parts', 'preset and schedule'):
+        for label in sorted({x for x in labels if labels.count(x) > 1}):
+            idx = [i for i, x in enumerate(labels) if x == label]
+            if stage == 'name parts':
+                parts = [entries[i].first.name.split('_') for i in idx]
+                common = set.intersection(*(set(p) for p in parts))
+                extra = [' '.join(t for t in p if t not in common) for p in parts]
+            else:
+                extra = [f'{entries[i].first.preset or "-"}, {entries[i].first.max_iters} it'
+                         for i in idx]
+            for i, x in zip(idx, extra):
+                if x and x != label:
+                    labels[i] = f'{label} {x}' if stage == 'name parts' else f'{label} ({x})'
+    return labels
+
+
+def find_baseline(runs, entries, baseline):
+    """The entry of the ``baseline`` config (a path or a config name).
+
+    Returns:
+        Entry | None: None when its runs exist but none finished (the
+        leaderboard says so).
+
+    Raises:
+        MMExtError: no run of that config, or it names several rows.
+    """
+    name = osp.splitext(osp.basename(baseline))[0]
+    hits = [e for e in entries if e.first.name == name]
+    if len(hits) > 1:
+        raise MMExtError(f'--baseline {baseline} names {len(hits)} rows (configs of that name '
+                         'in other folders, presets or schedules); pass the work dirs of one')
+    if hits:
+        return hits[0]
+    if any(r.name == name for r in runs):
+        return None
+    names = ', '.join(sorted({r.name for r in runs})) or 'none'
+    raise MMExtError(f'--baseline {baseline}: no run of that config among the work dirs (their '
+                     f'configs: {names}); name one of them or add its work dir')
+
+
+def _entry_config(e):
+    """The resolved config of an entry: its first run's dumped config, as
+    trained; the source config when there is none."""
+    from .baseline import load_config
+    path = e.first.dumped_config or e.first.config
+    if path and not osp.isabs(path) and not osp.isfile(path):
+        path = osp.join(configs_parent(), path)
+    if not path:
+        raise MMExtError(f'{e.first.work_dir}: no config to compare')
+    return load_config(path)
+
+
+def _ratio(a, b):
+    return f'{a / b:.3f}x' if a is not None and b else '-'
+
+
+def _signed(x):
+    return f'{x:+.2f}'
+
+
+def baseline_section(baseline, entries, labels, differing=None, out_dir=None):
+    """Markdown lines of the baseline-relative view: per other entry and
+    metric, the paired difference, its 95% interval, the verdict and the cost
+    ratios (:mod:`mmext.analysis.baseline`)."""
+    from .baseline import paired_difference
+    base_label = labels[entries.index(baseline)]
+    b = baseline.first
+    lines = [f'## Against the baseline: {base_label}', '',
+             f'Baseline {_link(b.config or b.dumped_config, out_dir)}, seeds '
+             f'{", ".join(str(r.seed) for r in baseline.runs)}. Δ = config − baseline on the '
+             'same seed, mean over the paired seeds; 95% CI: paired t interval, mean ± '
+             't(0.975, n−1)·sd/√n over the n paired seeds; *within noise*: the interval '
+             'contains 0. One paired seed gives no interval (the spread is unknown), so no '
+             'verdict; a seed only one side ran is left out and listed below. Cost columns: '
+             'config / baseline (backbone params and FLOPs, latency when both have a '
+             'benchmark). *Also differs in*: see the next section.', '']
+    rows, left_out = [], []
+    for e, label in zip(entries, labels):
+        if e is baseline:
+            continue
+        r = e.first
+        costs = [_ratio(r.params, b.params), _ratio(r.flops, b.flops),
+                 _ratio(e.latency, baseline.latency)]
+        other = ', '.join((differing or {}).get(label, [])) or '-'
+        for col, _, _ in METRICS:
+            d = paired_difference(baseline, e, col)
+            if d is None:
+                continue
+            ci = f'[{_signed(d.low)}, {_signed(d.high)}]' if d.low is not None else '-'
+            rows.append([label, col, _signed(d.mean) if d.n else '-', ci, d.n, d.verdict,
+                         *costs, other])
+            for side, seeds in d.unpaired.items():
+                who = 'the baseline' if side == 'baseline' else label
+                left_out.append(f'{label}, {col}: seed {", ".join(seeds)} only run by {who}, '
+                                'left out')
+    if not rows:
+        lines.append('No other config shares a metric with the baseline.')
+        return lines
+    lines.append(markdown_table(['config', 'metric', 'Δ', '95% CI', 'pairs', 'verdict',
+                                 'params ×', 'FLOPs ×', 'latency ×', 'also differs in'],
+                                rows, 'llrrrlrrrl'))
+    if left_out:
+        lines += [''] + [f'- {x}' for x in left_out]
+    return lines
+
+
+def differences_section(entries, labels, baseline=None):
+    """Markdown lines listing where the resolved configs differ besides the
+    design (host class, schedule, image size: :func:`mmext.analysis.baseline.config_fields`),
+    against the baseline or across all entries; and {label: [groups]} of
+    each entry that differs (from the baseline, or from any other entry).
+
+    Returns:
+        tuple[list[str], dict, list[str]]: lines, differing groups, notes
+        (configs that could not be read).
+    """
+    from .baseline import GROUPS, config_fields, field_differences, show
+    fields, notes = {}, []
+    for e, label in zip(entries, labels):
+        try:
+            fields[label] = config_fields(_entry_config(e))
+        except MMExtError as exc:
+            notes.append(f'{label}: not compared ({exc})')
+    intro = ("Compared keys of the resolved configs (the dumped config of each row's first "
+             'run): host class (model.backbone type / depth / arch), schedule (train_cfg, '
+             'optim_wrapper, param_scheduler, train batch size) and image size (scale / crop '
+             'keys of the train and val pipelines, data_preprocessor size). A metric '
+             "difference between rows that differ here is not the design's effect alone.")
+    lines = ['## Differences besides the design', '', intro, '']
+    differing = {}
+    base_label = labels[entries.index(baseline)] if baseline in entries else None
+    if base_label is not None and base_label in fields:
+        rows = []
+        for label, f in fields.items():
+            if label == base_label:
+                continue
+            diffs = field_differences({base_label: fields[base_label], label: f})
+            for group, key, values in diffs:
+                rows.append([label, group, key, show(values[base_label]), show(values[label])])
+            if diffs:
+                differing[label] = [g for g in GROUPS if any(d[0] == g for d in diffs)]
+        table = (markdown_table(['config', 'differs in', 'key', 'baseline value',
+                                 'config value'], rows)
+                 if rows else None)
+    else:
+        diffs = field_differences(fields) if len(fields) > 1 else []
+        rows = []
+        for group, key, values in diffs:
+            by_value = {}
+            for label, v in values.items():
+                by_value.setdefault(show(v), []).append(label)
+                if group not in differing.setdefault(label, []):
+                    differing[label].append(group)
+            rows += [[group, key, v, ', '.join(ls)] for v, ls in by_value.items()]
+        table = markdown_table(['differs in', 'key', 'value', 'configs'], rows) if rows else None
+    if table:
+        print_groups = sorted({g for gs in differing.values() for g in gs}, key=GROUPS.index)
+        lines[0] = f'## Differences besides the design: {", ".join(print_groups)}'
+        lines.append(table)
+    else:
+        lines.append('None: the compared configs agree on host class, schedule and image size.')
+    return lines, differing, notes
+
+
 # --------------------------------------------------------------------------
 # rendering
 
@@ -416,9 +587,11 @@ def _low_bit_cells(r):
     return [size, format_gflops(r.flops), format_gbops(0)]
 
 
-def render_markdown(runs, entries, out_dir=None, notes=(), images=()):
-    """The leaderboard page: the table of entries, the finished runs, the
-    missing / crashed / unfinished runs with their reason, notes, images.
+def render_markdown(runs, entries, out_dir=None, notes=(), images=(), sections=()):
+    """The leaderboard page: the table of entries, ``sections`` (lists of
+    Markdown lines: the baseline view, the config differences), the finished
+    runs, the missing / crashed / unfinished runs with their reason, notes,
+    images.
     With a low-bit backbone among the entries the table also has its size at
     the real bit-widths, full-precision FLOPs and BOPs
     (:mod:`mmext.analysis.low_bit`)."""
@@ -455,12 +628,14 @@ def render_markdown(runs, entries, out_dir=None, notes=(), images=()):
                   'weights at weight_bits, the rest at 32 bits).')
     lines = ['# Leaderboard', '', intro, '',
              markdown_table(header, rows,
-                            'lll' + 'r' * (3 + len(low_cols) + len(METRICS)) + 'lrll'),
-             '', '## Runs', '',
-             markdown_table(['run', 'status', 'seed', 'preset', 'iters',
-                             *(c for c, _, _ in METRICS), 'environment'], run_rows,
-                            'llrlr' + 'r' * len(METRICS) + 'l'),
-             '', '## Missing, crashed or unfinished runs', '']
+                            'lll' + 'r' * (3 + len(low_cols) + len(METRICS)) + 'lrll')]
+    for section in sections:
+        lines += [''] + list(section)
+    lines += ['', '## Runs', '',
+              markdown_table(['run', 'status', 'seed', 'preset', 'iters',
+                              *(c for c, _, _ in METRICS), 'environment'], run_rows,
+                             'llrlr' + 'r' * len(METRICS) + 'l'),
+              '', '## Missing, crashed or unfinished runs', '']
     problems = [[f'`{r.work_dir}`', r.status, r.reason] for r in runs if r.status != 'finished']
     lines.append(markdown_table(['run', 'status', 'reason'], problems) if problems else 'None.')
     if notes:
@@ -478,31 +653,138 @@ def _plt():
     return plt
 
 
-def plot_accuracy_vs_flops(entries, path):
+def _flops_axis(ax, xs):
+    """An x axis that reads at any spread of FLOPs: a linear axis at least
+    20% of the values wide, so nearly equal FLOPs share one x and the ticks
+    step by round numbers (MaxNLocator, no offset); a log axis beyond a 30x
+    spread."""
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+    lo, hi = min(xs), max(xs)
+    if lo > 0 and hi / lo > 30:
+        ax.set_xscale('log')
+        ax.set_xlim(lo / 2, hi * 2)
+        return
+    center = (lo + hi) / 2
+    half = max(0.6 * (hi - lo), 0.1 * center, 1e-3)
+    ax.set_xlim(max(center - half, 0.0), center + half)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
+    ax.xaxis.set_major_formatter(ScalarFormatter(useOffset=False))
+
+
+def _overlaps(a, b, pad=1.0):
+    return not (a.x1 + pad <= b.x0 or b.x1 + pad <= a.x0 or a.y1 + pad <= b.y0
+                or b.y1 + pad <= a.y0)
+
+
+def _place_labels(fig, ax, texts):
+    """Move point labels so that none leaves the axes and none covers
+    another: a label sits right of its point, left of it in the right part
+    of the axes; a covered label steps down (up when that leaves the axes);
+    the y range grows when a label still sticks out."""
+    renderer = fig.canvas.get_renderer()
+    for _ in range(6):
+        box = ax.get_window_extent(renderer)
+        placed = []
+        for t in sorted(texts, key=lambda t: -t.xy[1]):
+            px, _py = ax.transData.transform(t.xy)
+            right = (px - box.x0) / box.width > 0.55
+            t.set_ha('right' if right else 'left')
+            dx = -6 if right else 6
+            t.xyann = (dx, 0)
+            ext = t.get_window_extent(renderer)
+            step = ext.height + 2
+            for k in range(1, 4 * len(texts) + 1):
+                if not any(_overlaps(ext, p) for p in placed):
+                    break
+                dy = -step * ((k + 1) // 2) * (1 if k % 2 else -1) * 72 / fig.dpi
+                t.xyann = (dx, dy)
+                ext = t.get_window_extent(renderer)
+            placed.append(ext)
+        box = ax.get_window_extent(renderer)
+        over = [e for e in placed if e.y0 < box.y0 or e.y1 > box.y1 or e.x0 < box.x0
+                or e.x1 > box.x1]
+        if not over:
+            return
+        y0, y1 = ax.get_ylim()
+        grow = 0.15 * (y1 - y0 or 1.0)
+        ax.set_ylim(y0 - grow * any(e.y0 < box.y0 for e in over),
+                    y1 + grow * any(e.y1 > box.y1 for e in over))
+        if any(e.x0 < box.x0 or e.x1 > box.x1 for e in over):
+            x0, x1 = ax.get_xlim()
+            if ax.get_xscale() == 'log':
+                ax.set_xlim(x0 / 1.5, x1 * 1.5)
+            else:
+                w = 0.15 * (x1 - x0)
+                ax.set_xlim(max(x0 - w, 0.0), x1 + w)
+        fig.canvas.draw()
+
+
+def draw_accuracy_vs_flops(entries, labels=None, baseline=None):
+    """The accuracy-vs-FLOPs figure (one panel per metric): mean ± std over
+    seeds against the backbone's GFLOPs, each point named by its short
+    label (:func:`short_labels`), the baseline as a black square.
+
+    Returns:
+        matplotlib.figure.Figure: drawn, with every label inside its axes.
+    """
     plt = _plt()
+    labels = labels or short_labels(entries)
     cols = [c for c, _, _ in METRICS if any(e.stat(c) for e in entries)] or ['mIoU']
-    fig, axes = plt.subplots(1, len(cols), figsize=(5.5 * len(cols), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(cols), figsize=(5.5 * len(cols), 4.2), squeeze=False,
+                             layout='constrained')
+    placements = []
     for ax, col in zip(axes[0], cols):
-        for e in entries:
-            s = e.stat(col)
-            if s is None or e.first.flops is None:
-                continue
-            x = e.first.flops / 1e9
-            ax.errorbar(x, s[0], yerr=s[1], fmt='o', capsize=3)
-            ax.annotate(e.first.name, (x, s[0]), fontsize=7, xytext=(3, 3),
-                        textcoords='offset points')
-        ax.margins(x=0.45, y=0.1)  # room for the labels right of the points
-        ax.set(xlabel='backbone GFLOPs (224x224)', ylabel=col, title=f'{col} vs FLOPs')
+        pts = [(e.first.flops / 1e9, e.stat(col), label, e is baseline)
+               for e, label in zip(entries, labels)
+               if e.stat(col) is not None and e.first.flops is not None]
+        texts = []
+        for x, (mean, std, _), label, is_base in pts:
+            style = dict(fmt='s', color='black', zorder=3) if is_base else dict(fmt='o')
+            color = ax.errorbar(x, mean, yerr=std, capsize=3, **style)[0].get_color()
+            texts.append(ax.annotate(label + (' (baseline)' if is_base else ''), (x, mean),
+                                     xytext=(6, 0), textcoords='offset points', fontsize=8,
+                                     va='center', color=color, annotation_clip=False))
+        xlabel = 'backbone GFLOPs (224x224)'
+        if pts:
+            xs = [p[0] for p in pts]
+            _flops_axis(ax, xs)
+            spread = max(xs) - min(xs)
+            if len(xs) > 1 and spread == 0:
+                xlabel += '; all equal'
+            elif len(xs) > 1 and spread < 0.01 * max(xs):
+                xlabel += f'; all within {100 * spread / max(xs):.2g}%'
+            ax.margins(y=0.15)
+        else:
+            ax.text(0.5, 0.5, 'no FLOPs (leaderboard built without costs)',
+                    transform=ax.transAxes, ha='center', va='center', fontsize=8)
+        ax.set(xlabel=xlabel, ylabel=col, title=f'{col} vs FLOPs')
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+        placements.append((ax, texts))
+    fig.canvas.draw()
+    for ax, texts in placements:
+        _place_labels(fig, ax, texts)
+        for t in texts:
+            if t.xyann[1]:  # moved off its point's height: a leader line to the point
+                ax.annotate('', t.xy, xytext=t.xyann, textcoords='offset points',
+                            arrowprops=dict(arrowstyle='-', color=t.get_color(), lw=0.6,
+                                            shrinkA=0, shrinkB=3))
+    fig.canvas.draw()
+    return fig
+
+
+def plot_accuracy_vs_flops(entries, path, labels=None, baseline=None):
+    """:func:`draw_accuracy_vs_flops` written to ``path`` (PNG)."""
+    fig = draw_accuracy_vs_flops(entries, labels, baseline)
+    fig.savefig(path, dpi=100, bbox_inches='tight')
+    _plt().close(fig)
     return path
 
 
-def plot_curves(entries, path):
-    """Training loss and validation metric of every run, one colour per config."""
+def plot_curves(entries, path, labels=None):
+    """Training loss and validation metric of every run, one colour per
+    config, named by its short label (:func:`short_labels`)."""
     plt = _plt()
+    labels = labels or short_labels(entries)
     cols = [c for c, _, _ in METRICS if any(r.val_curve.get(c) for e in entries for r in e.runs)]
     fig, axes = plt.subplots(1, 1 + len(cols), figsize=(5.5 * (1 + len(cols)), 4.2),
                              squeeze=False)
@@ -510,7 +792,7 @@ def plot_curves(entries, path):
     for i, e in enumerate(entries):
         color = cmap(i % 20)
         for j, r in enumerate(e.runs):
-            label = e.first.name if j == 0 else None
+            label = labels[i] if j == 0 else None
             pts = [(x, y) for x, y in r.losses if x is not None]
             if pts:
                 axes[0][0].plot(*zip(*pts), color=color, linewidth=1, label=label)
@@ -589,12 +871,23 @@ def local_run_set(entries, command, note='', date=None):
                 results=results)
 
 
-def build_leaderboard(patterns, out_dir, cost_fn=None, with_costs=True):
+def build_leaderboard(patterns, out_dir, cost_fn=None, with_costs=True, baseline=None):
     """Collect the runs under ``patterns`` and write ``leaderboard.md``,
     ``accuracy_vs_flops.png`` and ``curves.png`` into ``out_dir``.
 
+    Args:
+        baseline (str, optional): a config (path or name) among the runs:
+            the page then reports every other config against it
+            (:func:`baseline_section`). With or without it, the page lists
+            where the compared configs differ besides the design
+            (:func:`differences_section`).
+
     Returns:
-        dict: ``runs``, ``entries`` and the written ``files``.
+        dict: ``runs``, ``entries``, ``baseline`` (its entry or None), the
+        short ``labels`` and the written ``files``.
+
+    Raises:
+        MMExtError: no runs, or a ``baseline`` with no run among them.
     """
     dirs = find_runs(patterns)
     if not dirs:
@@ -602,11 +895,27 @@ def build_leaderboard(patterns, out_dir, cost_fn=None, with_costs=True):
     out_dir = osp.abspath(out_dir)
     runs = [read_run(d) for d in dirs if osp.abspath(d) != out_dir]
     entries = group_runs(runs)
+    base = find_baseline(runs, entries, baseline) if baseline else None
+    labels = short_labels(entries)
     notes = attach_costs(entries, cost_fn) if with_costs else []
+    sections = []
+    differing = {}
+    if len(entries) > 1:
+        diff_lines, differing, diff_notes = differences_section(entries, labels, base)
+        notes += diff_notes
+    if base is not None:
+        sections.append(baseline_section(base, entries, labels, differing, out_dir))
+    elif baseline:
+        sections.append([f'## Against the baseline: {baseline}', '',
+                         'The baseline has no finished run (see the missing, crashed or '
+                         'unfinished runs): no baseline view.'])
+    if len(entries) > 1:
+        sections.append(diff_lines)
     os.makedirs(out_dir, exist_ok=True)
-    images = [plot_accuracy_vs_flops(entries, osp.join(out_dir, 'accuracy_vs_flops.png')),
-              plot_curves(entries, osp.join(out_dir, 'curves.png'))]
+    images = [plot_accuracy_vs_flops(entries, osp.join(out_dir, 'accuracy_vs_flops.png'),
+                                     labels, base),
+              plot_curves(entries, osp.join(out_dir, 'curves.png'), labels)]
     md = osp.join(out_dir, 'leaderboard.md')
     with open(md, 'w', encoding='utf-8') as f:
-        f.write(render_markdown(runs, entries, out_dir, notes, images))
-    return dict(runs=runs, entries=entries, files=[md, *images])
+        f.write(render_markdown(runs, entries, out_dir, notes, images, sections))
+    return dict(runs=runs, entries=entries, baseline=base, labels=labels, files=[md, *images])

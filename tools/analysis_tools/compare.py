@@ -4,13 +4,15 @@ workflow in one command.
 
     python tools/analysis_tools/compare.py CONFIG [CONFIG ...] [--seeds 0 1]
         [--embedded {demo,smoke}] [--work-dir work_dirs/compare] [--cfg-options k=v ...]
+        [--baseline CONFIG]
 
 Each (config, seed) trains in its own ``tools/train.py`` process into
 WORK_DIR/<config name>/seed<k> (stdout/stderr in train.out, the command and
 exit status in run.json), so a crash of one run does not stop the others; it
 is listed in the leaderboard instead. Runs already finished are skipped unless
 --force. The leaderboard goes to WORK_DIR/leaderboard/ (leaderboard.md, the
-accuracy-vs-FLOPs and training-curve plots), with its figures as one run set of
+accuracy-vs-FLOPs and training-curve plots; with --baseline, every other config
+against it, paired by seed), with its figures as one run set of
 the model zoo's local results (local_results.yml: date, seeds, machine, commit,
 command, mean final metrics of mmext's configs); in a checkout,
 ``python .dev_scripts/model_zoo.py --record WORK_DIR/leaderboard/local_results.yml``
@@ -41,6 +43,10 @@ def parse_args(argv=None):
     parser.add_argument('--force', action='store_true', help='retrain finished runs')
     parser.add_argument('--no-costs', action='store_true',
                         help='leaderboard without backbone params / FLOPs')
+    parser.add_argument('--baseline', metavar='CONFIG',
+                        help='report every other config against this one (trained too when '
+                             'not among CONFIG): difference paired by seed, 95%% interval, '
+                             'cost ratios')
     return parser.parse_args(argv)
 
 
@@ -110,8 +116,16 @@ def local_results_file(result, args):
     return [path]
 
 
+def with_baseline(configs, baseline):
+    """``configs`` with ``baseline`` first when it is not among them."""
+    if baseline and osp.realpath(baseline) not in {osp.realpath(c) for c in configs}:
+        return [baseline, *configs]
+    return list(configs)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    args.configs = with_baseline(args.configs, args.baseline)
     with friendly_errors('compare'):
         for config in args.configs:
             if not osp.isfile(config):
@@ -120,7 +134,7 @@ def main(argv=None):
         import mmext  # noqa: F401  (stack fixes)
         from mmext.analysis.leaderboard import build_leaderboard
         result = build_leaderboard([args.work_dir], osp.join(args.work_dir, 'leaderboard'),
-                                   with_costs=not args.no_costs)
+                                   with_costs=not args.no_costs, baseline=args.baseline)
         result['files'] += local_results_file(result, args)
     with open(result['files'][0], encoding='utf-8') as f:
         print(f.read(), end='')

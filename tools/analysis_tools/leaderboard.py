@@ -2,11 +2,15 @@
 
     python tools/analysis_tools/leaderboard.py WORK_DIR [WORK_DIR ...] [--out DIR]
     python tools/analysis_tools/leaderboard.py 'work_dirs/compare/*' --out work_dirs/lb
+    python tools/analysis_tools/leaderboard.py work_dirs/compare --baseline CONFIG
 
 Writes DIR/leaderboard.md (one table: method, backbone, design, params, FLOPs,
 latency, box AP / mask AP / mIoU as mean ± std over seeds, config link; the
 runs with their seed and environment; the missing / crashed / unfinished runs),
-DIR/accuracy_vs_flops.png and DIR/curves.png. The work is in
+DIR/accuracy_vs_flops.png and DIR/curves.png. With --baseline, every other
+config against that one (difference paired by seed, 95% interval, cost
+ratios); always, where the compared configs differ besides the design (host
+class, schedule, image size). The work is in
 ``mmext/analysis/leaderboard.py``.
 """
 import argparse
@@ -27,6 +31,9 @@ def parse_args(argv=None):
                         help='output folder (default work_dirs/leaderboard)')
     parser.add_argument('--no-costs', action='store_true',
                         help='skip the backbone params / FLOPs (no model is built)')
+    parser.add_argument('--baseline', metavar='CONFIG',
+                        help='config (path or name) to report every other config against: '
+                             'difference paired by seed with a 95%% interval, cost ratios')
     return parser.parse_args(argv)
 
 
@@ -34,7 +41,8 @@ def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
     with friendly_errors('leaderboard'):
-        result = build_leaderboard(args.work_dirs, args.out, with_costs=not args.no_costs)
+        result = build_leaderboard(args.work_dirs, args.out, with_costs=not args.no_costs,
+                                   baseline=args.baseline)
     runs = result['runs']
     with open(result['files'][0], encoding='utf-8') as f:
         print(f.read(), end='')

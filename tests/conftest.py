@@ -5,6 +5,14 @@ import sys
 
 import pytest
 
+# Under pytest-xdist (tools/run_tests.sh runs one worker per core) each worker
+# computes on one thread: two workers of two threads each on two cores spend
+# their time in OpenMP waits. Set before the tests import torch.
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    os.environ.setdefault('OMP_NUM_THREADS', '1')
+    if 'torch' in sys.modules:
+        sys.modules['torch'].set_num_threads(1)
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(ROOT, 'configs')
 
@@ -16,6 +24,18 @@ PIPELINES = {
 }
 
 
+@pytest.fixture(scope='session', autouse=True)
+def unformatted_config_text():
+    """mmengine formats every config text it logs or dumps with yapf (five
+    times per runner), which took 40% of a 2-iteration smoke run. The text is
+    the same Python unformatted; the tools run in subprocesses still format it."""
+    import mmengine.config.config as mmengine_config
+    formatter = mmengine_config.FormatCode
+    mmengine_config.FormatCode = lambda text, **kwargs: (text, False)
+    yield
+    mmengine_config.FormatCode = formatter
+
+
 @pytest.fixture(scope='session')
 def embedded_root(tmp_path_factory):
     """A small embedded dataset shared by every test that trains (the smoke
@@ -24,6 +44,22 @@ def embedded_root(tmp_path_factory):
     root = tmp_path_factory.mktemp('embedded')
     generate(str(root), num_train=12, num_val=6, seed=0)
     return str(root)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep a module's tests on one xdist worker when they share a module- or
+    class-scoped fixture (a training run several tests read), so that the run
+    is not repeated per worker (``--dist loadgroup``); every other test goes
+    to whichever worker is free."""
+    if not config.pluginmanager.hasplugin('xdist'):
+        return
+    for item in items:
+        info = getattr(item, '_fixtureinfo', None)
+        if info is None:
+            continue
+        if any(d.scope in ('module', 'class', 'package')
+               for defs in info.name2fixturedefs.values() for d in defs):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 def smoke_cfg(name, data_root, work_dir, **options):

@@ -5,4 +5,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$ROOT/tools/setup_env.sh"
 cd "$ROOT"
-exec "${MMEXT_VENV:-$ROOT/.venv}/bin/python" -m pytest tests "$@"
+# One pytest-xdist worker per core, at most 4 (each holds torch, mmdet and mmseg;
+# MMEXT_TEST_WORKERS=0 runs in one process);
+# a module's tests that share a training fixture stay on one worker
+# (tests/conftest.py marks them for --dist loadgroup).
+exec "${MMEXT_VENV:-$ROOT/.venv}/bin/python" -m pytest tests \
+    -n "${MMEXT_TEST_WORKERS:-$(( $(nproc) < 4 ? $(nproc) : 4 ))}" --dist loadgroup "$@"

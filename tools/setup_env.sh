@@ -53,7 +53,7 @@ log "installing torch, torchvision and the OpenMMLab stack (pinned in tools/cons
 pip_install setuptools wheel ninja
 pip_install torch torchvision
 # mmseg imports ftfy and regex at start-up without declaring them.
-pip_install mmengine mmdet mmsegmentation ftfy regex timm pycocotools pytest
+pip_install mmengine mmdet mmsegmentation ftfy regex timm pycocotools pytest pytest-xdist
 # mmpretrain: reference implementations (VAN, HorNet, MViT) for
 # tools/analysis_tools/benchmark.py --compare; mmext itself does not import it.
 pip_install mmpretrain

@@ -89,6 +89,46 @@ def check_gradients_and_bf16(build, size=SMALL_ODD):
     assert all(not torch.isnan(o.float()).any() for o in outs)
 
 
+def tiny_resnet_host(type_, depth, **kwargs):
+    """An mmext ResNet-family host (``mmext.ResNet`` / ``ResNetV1c`` /
+    ``ResNeXt``) at 8 base channels; ``norm_eval=False`` as the configs of
+    designs that add norms inside the blocks (mmdet's default True would hold
+    those at their initial statistics)."""
+    from mmext.registry import MODELS
+    extra = dict(groups=2, base_width=4) if type_ == 'mmext.ResNeXt' else {}
+    return MODELS.build(dict(type=type_, depth=depth, base_channels=8, stem_channels=8,
+                             norm_eval=False, **extra, **kwargs))
+
+
+def check_block_convs(model, cls):
+    """A host built with ``block_conv_cfg``: every block convolution (two per
+    BasicBlock, three per Bottleneck) is a ``cls``; the stem and the
+    downsample shortcuts stay ``nn.Conv2d``. Returns the ``cls`` modules."""
+    convs = [m for m in model.modules() if isinstance(m, cls)]
+    per_block = 2 if model.block.expansion == 1 else 3
+    assert len(convs) == per_block * sum(model.stage_blocks), (len(convs), model.stage_blocks)
+    plain = [n for n, m in model.named_modules() if type(m) is nn.Conv2d]
+    assert plain and all(n.startswith('stem') or n == 'conv1' or '.downsample.' in n
+                         for n in plain), plain
+    return convs
+
+
+def check_one_image_trains(model, weights, size=(37, 45),
+                           shapes=((10, 12), (5, 6), (3, 3), (2, 2))):
+    """One image in train mode gives stage maps of ``shapes`` (H, W) and a
+    non-zero gradient to the ``weight`` of every module in ``weights``; an
+    eval forward under bf16 autocast has no NaN."""
+    model.train()
+    x = torch.randn(1, 3, *size)
+    outs = model(x)
+    assert [tuple(o.shape[-2:]) for o in outs] == list(shapes)
+    sum(o.square().mean() for o in outs).backward()
+    assert all(m.weight.grad is not None and m.weight.grad.abs().sum() > 0 for m in weights)
+    model.eval()
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        assert not any(torch.isnan(o).any() for o in model(x))
+
+
 def _frozen_ids(model, frozen):
     return {id(p) for i in range(frozen) for m in model.stage_modules(i) for p in m.parameters()}
 

@@ -8,7 +8,7 @@ ones (tests/test_component_contract.py)."""
 import pytest
 import torch
 import torch.nn.functional as F
-from backbone_checks import count_params
+from backbone_checks import check_block_convs, count_params
 from design_checks import randomize
 
 import mmext.models  # noqa: F401
@@ -172,12 +172,10 @@ def test_hosts_at_an_odd_size(host):
     downsample stay plain; the stage maps are ceil(H / s) at 97x131."""
     model = MODELS.build(dict(host, base_channels=4, stem_channels=8,
                               block_conv_cfg=dict(type='mmext.DendriticConv')))
-    convs = {n: m for n, m in model.named_modules() if isinstance(m, DendriticConv)}
-    per_block = 2 if host['depth'] == 18 else 3
-    assert len(convs) == per_block * sum(model.stage_blocks)
-    assert not any('downsample' in n or n.startswith('stem') for n in convs)
+    check_block_convs(model, DendriticConv)
     if host['type'] == 'mmext.ResNeXt':
-        assert {m.groups for n, m in convs.items() if n.endswith('conv2')} == {4}
+        assert {m.groups for n, m in model.named_modules()
+                if isinstance(m, DendriticConv) and n.endswith('conv2')} == {4}
     x = torch.randn(2, 3, 97, 131)
     with torch.no_grad():
         outs = model.eval()(x)

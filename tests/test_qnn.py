@@ -5,10 +5,10 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from backbone_checks import check_block_convs, check_one_image_trains, tiny_resnet_host
 
 from mmext.models.layers import QuantConv
 from mmext.models.layers.qnn import binarize, quantize
-from mmext.registry import MODELS
 
 
 def dense_samples():
@@ -114,13 +114,6 @@ def test_full_precision_and_errors():
         QuantConv(4, 6, 3, quantizer='pow2')
 
 
-def _tiny_host(type_, depth, **kwargs):
-    extra = dict(groups=2, base_width=4) if type_ == 'mmext.ResNeXt' else {}
-    # norm_eval=False as in the configs (see test_xnor_net.py's last test).
-    return MODELS.build(dict(type=type_, depth=depth, base_channels=8, stem_channels=8,
-                             norm_eval=False, **extra, **kwargs))
-
-
 @pytest.mark.parametrize('type_,depth', [('mmext.ResNet', 18), ('mmext.ResNet', 50),
                                          ('mmext.ResNetV1c', 18), ('mmext.ResNetV1c', 50),
                                          ('mmext.ResNeXt', 50)])
@@ -129,29 +122,16 @@ def test_hosts_quantise_only_block_convs(type_, depth):
     stem and downsample stay nn.Conv2d; one image per device trains with a
     gradient to every quantised weight; bf16 autocast gives no NaN."""
     torch.manual_seed(0)
-    model = _tiny_host(type_, depth, norm_cfg=dict(type='BN', requires_grad=True),
+    model = tiny_resnet_host(type_, depth, norm_cfg=dict(type='BN', requires_grad=True),
                        block_conv_cfg=dict(type='mmext.QuantConv', weight_bits=2,
                                            activation_bits=2))
-    quant = [m for m in model.modules() if isinstance(m, QuantConv)]
-    per_block = 2 if depth == 18 else 3
-    assert len(quant) == per_block * sum(len(getattr(model, n)) for n in model.res_layers)
-    full = [n for n, m in model.named_modules() if type(m) is nn.Conv2d]
-    assert full and all(n.startswith('stem') or n == 'conv1' or '.downsample.' in n
-                        for n in full), full
+    quant = check_block_convs(model, QuantConv)
     assert all(isinstance(m.input_norm, nn.BatchNorm2d) and m.input_norm.affine for m in quant)
-    model.train()
-    x = torch.randn(1, 3, 37, 45)
-    outs = model(x)
-    assert [o.shape[-2:] for o in outs] == [(10, 12), (5, 6), (3, 3), (2, 2)]
-    sum(o.square().mean() for o in outs).backward()
-    assert all(m.weight.grad is not None and m.weight.grad.abs().sum() > 0 for m in quant)
-    model.eval()
-    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
-        assert not any(torch.isnan(o).any() for o in model(x))
+    check_one_image_trains(model, quant)
 
 
 def test_odd_large_input_once():
-    model = _tiny_host('mmext.ResNet', 18, block_conv_cfg=dict(
+    model = tiny_resnet_host('mmext.ResNet', 18, block_conv_cfg=dict(
         type='mmext.QuantConv', weight_bits=1, activation_bits=2, quantizer='log'))
     model.train()
     outs = model(torch.randn(1, 3, 511, 673))

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from backbone_checks import check_block_convs, check_one_image_trains, tiny_resnet_host
 
 from mmext.models.layers import BinaryConv
 from mmext.models.layers.xnor_net import centre_and_clamp
@@ -165,14 +166,6 @@ def test_activation_checkpointing_gives_the_same_gradients():
         torch.testing.assert_close(p.grad, q.grad, msg=name)
 
 
-def _tiny_host(type_, depth, **kwargs):
-    extra = dict(groups=2, base_width=4) if type_ == 'mmext.ResNeXt' else {}
-    # norm_eval=False as in the configs: mmdet's default True would hold the
-    # new input BNs at their initial statistics (see the last test).
-    return MODELS.build(dict(type=type_, depth=depth, base_channels=8, stem_channels=8,
-                             norm_eval=False, **extra, **kwargs))
-
-
 @pytest.mark.parametrize('type_,depth', [('mmext.ResNet', 18), ('mmext.ResNet', 50),
                                          ('mmext.ResNetV1c', 18), ('mmext.ResNetV1c', 50),
                                          ('mmext.ResNeXt', 50)])
@@ -182,26 +175,13 @@ def test_hosts_binarise_only_block_convs(type_, depth):
     downsample shortcut stay nn.Conv2d; one image per device trains with a
     gradient to every binary weight; bf16 autocast gives no NaN."""
     torch.manual_seed(0)
-    model = _tiny_host(type_, depth, norm_cfg=dict(type='BN', requires_grad=True),
+    model = tiny_resnet_host(type_, depth, norm_cfg=dict(type='BN', requires_grad=True),
                        block_conv_cfg=dict(type='mmext.BinaryConv', mode='xnor'))
-    binary = [m for m in model.modules() if isinstance(m, BinaryConv)]
-    per_block = 2 if depth == 18 else 3
-    assert len(binary) == per_block * sum(len(getattr(model, n)) for n in model.res_layers)
-    full = [n for n, m in model.named_modules() if type(m) is nn.Conv2d]
-    assert full and all(n.startswith('stem') or n == 'conv1' or '.downsample.' in n
-                        for n in full), full
+    binary = check_block_convs(model, BinaryConv)
     for m in binary:
         norm = m.input_norm
         assert isinstance(norm, nn.BatchNorm2d) and not norm.affine and norm.eps == 1e-4
-    model.train()
-    x = torch.randn(1, 3, 37, 45)
-    outs = model(x)
-    assert [o.shape[-2:] for o in outs] == [(10, 12), (5, 6), (3, 3), (2, 2)]
-    sum(o.square().mean() for o in outs).backward()
-    assert all(m.weight.grad is not None and m.weight.grad.abs().sum() > 0 for m in binary)
-    model.eval()
-    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
-        assert not any(torch.isnan(o).any() for o in model(x))
+    check_one_image_trains(model, binary)
 
 
 def test_host_input_is_non_negative_and_the_input_norm_centres_it():
@@ -209,7 +189,7 @@ def test_host_input_is_non_negative_and_the_input_norm_centres_it():
     a ResNet host: the block conv reads a ReLU output (all >= 0, every bit
     would be +1); the input norm gives both signs. SyncBN reaches it."""
     torch.manual_seed(0)
-    model = _tiny_host('mmext.ResNet', 18,
+    model = tiny_resnet_host('mmext.ResNet', 18,
                        block_conv_cfg=dict(type='mmext.BinaryConv', mode='xnor'))
     conv = model.layer2[0].conv2
     seen = {}
@@ -219,14 +199,14 @@ def test_host_input_is_non_negative_and_the_input_norm_centres_it():
     model(torch.randn(2, 3, 32, 32))
     assert (seen['x'] >= 0).all()
     assert (seen['y'] > 0).any() and (seen['y'] < 0).any()
-    sync = _tiny_host('mmext.ResNetV1c', 18, norm_cfg=dict(type='SyncBN', requires_grad=True),
+    sync = tiny_resnet_host('mmext.ResNetV1c', 18, norm_cfg=dict(type='SyncBN', requires_grad=True),
                       block_conv_cfg=dict(type='mmext.BinaryConv', mode='xnor'))
     norm = sync.layer1[0].conv1.input_norm
     assert isinstance(norm, nn.SyncBatchNorm) and not norm.affine and norm.eps == 1e-4
 
 
 def test_odd_large_input_once():
-    model = _tiny_host('mmext.ResNetV1c', 18,
+    model = tiny_resnet_host('mmext.ResNetV1c', 18,
                        block_conv_cfg=dict(type='mmext.BinaryConv', mode='xnor'))
     model.train()
     outs = model(torch.randn(1, 3, 511, 673))

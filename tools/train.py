@@ -2,7 +2,7 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
                           [--embedded {demo,smoke}] [--cfg-options k=v ...]
-                          [--launcher {none,pytorch,slurm,mpi}]
+                          [--launcher {none,pytorch,slurm,mpi}] [--peak-memory]
 
 The same as ``python -m mmext train`` (mmext/tools/train.py), which also runs
 from an installed mmext without a checkout.

@@ -1,3 +1,5 @@
-from .hooks import DropBlockScheduleHook, DynamicConvTemperatureHook, TrainingCurveHook
+from .hooks import (DropBlockScheduleHook, DynamicConvTemperatureHook, PeakMemoryHook,
+                    TrainingCurveHook)
 
-__all__ = ['DropBlockScheduleHook', 'DynamicConvTemperatureHook', 'TrainingCurveHook']
+__all__ = ['DropBlockScheduleHook', 'DynamicConvTemperatureHook', 'PeakMemoryHook',
+           'TrainingCurveHook']

@@ -2,7 +2,7 @@
 
     python -m mmext train CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp]
                           [--embedded {demo,smoke}] [--cfg-options k=v ...]
-                          [--launcher {none,pytorch,slurm,mpi}]
+                          [--launcher {none,pytorch,slurm,mpi}] [--peak-memory]
 
 ``tools/train.py`` takes the same arguments. CONFIG is a file or an
 ``mmext::<folder>/<config>.py`` name.
@@ -23,6 +23,10 @@ def parse_args(argv=None, prog=None):
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from the given checkpoint, or from the latest one in the work dir')
+    parser.add_argument(
+        '--peak-memory', action='store_true',
+        help='measure the peak memory of the training iterations into '
+        'WORK_DIR/peak_memory.json (mmext.PeakMemoryHook)')
     return parse_run_args(add_run_args(parser), argv)
 
 
@@ -40,6 +44,10 @@ def build_cfg(args):
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             raise MMExtError('--auto-scale-lr needs auto_scale_lr.base_batch_size in the config')
         cfg.auto_scale_lr.enable = True
+
+    if args.peak_memory:
+        hooks = [h for h in cfg.get('custom_hooks', []) if 'PeakMemoryHook' not in h['type']]
+        cfg.custom_hooks = hooks + [dict(type='mmext.PeakMemoryHook')]
 
     if args.resume == 'auto':
         cfg.resume = True

@@ -42,8 +42,15 @@ def is_loss(cls):
     return cls.__module__.startswith('mmext.models.losses')
 
 
+def is_slimmable_network_part(cls):
+    # MutualNet's slimmable neck / decode heads (mmext/models/layers/slimmable.py)
+    # and MobileNetV2 host read or make a whole network's feature maps, not
+    # one unit's input: checked in tests/test_slimmable.py.
+    return cls.__name__.startswith('Slimmable')
+
+
 COMPONENTS = {name: cls for name, cls in sorted(MODELS.module_dict.items())
-              if not is_backbone(cls) and not is_loss(cls)}
+              if not is_backbone(cls) and not is_loss(cls) and not is_slimmable_network_part(cls)}
 
 
 def examples_of(cls):

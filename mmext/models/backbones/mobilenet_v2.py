@@ -9,11 +9,18 @@ file holds the design's declarations instead, as an
 :mod:`mmext.models.upstream`): torchvision's checkpoint layout
 (``python -m mmext convert MobileNetV2 SRC DST --config CONFIG``) and the
 reference implementations of ``benchmark.py --compare reference``.
+
+The one model class here is :class:`SlimmableMobileNetV2`, mmdet's class with
+MutualNet's width slicing (``mmext.SlimmableMobileNetV2``).
 """
 import re
 
+from mmdet.models.backbones import MobileNetV2 as _MobileNetV2
+
+from mmext.models.layers.slimmable import make_slimmable
 from mmext.models.official_layouts import OfficialLayout
 from mmext.models.upstream import UpstreamDesign
+from mmext.registry import MODELS
 
 #: Inverted-residual blocks per mmdet layer (``layer1`` .. ``layer7``), the
 #: ``n`` column of the paper's Table 2; torchvision numbers the same blocks
@@ -91,3 +98,52 @@ MOBILENET_V2 = UpstreamDesign(
                                1.4: ('timm:mobilenetv2_140', )},
     # mmdet's MobileNetV2 has no arch: a variant is its width multiplier.
     reference_arch_key=lambda backbone_cfg: float(backbone_cfg.get('widen_factor', 1.0)))
+
+
+@MODELS.register_module()
+class SlimmableMobileNetV2(_MobileNetV2):
+    """mmdet's ``MobileNetV2`` run at any width multiplier of
+    ``slimmable['width_mult_list']``'s range (MutualNet / US-Net slicing,
+    :mod:`mmext.models.layers.slimmable`).
+
+    Every argument of mmdet's class (same modules, state dict and
+    initialisation: an ``mmdet.MobileNetV2`` checkpoint loads) plus
+    keyword-only ``slimmable=dict(width_mult_list=[...], width_mult=1.0)``
+    (default: the official MobileNetV2 list ``[0.7, 0.9, 1.0]``, at width 1).
+    The slicing follows the official ``models/mobilenet_v2.py``: the stem and
+    each block's output at ``slim_channels(C, w)``, the expansion conv at
+    ``t`` times its block's active input (ratio ``t``), the depth-wise conv on
+    the channels it receives, and the last 1x1 conv (to 1280, ``conv2``)
+    reading the sliced input at full output width. Reachable from mmdet and
+    mmseg configs as ``mmext.SlimmableMobileNetV2``; the neck reads the
+    leading channels (``mmext.SlimmableFPN`` / ``SlimmableUPerHead``).
+
+    Shapes: as mmdet's class at width 1; at width ``w`` the ``C``-channel
+    outputs of the layers have ``slim_channels(C, w)`` channels (``conv2``
+    keeps ``1280``).
+
+    Raises:
+        ValueError: a ``slimmable`` dict that :func:`~mmext.models.layers.
+            slimmable.check_slimmable` refuses.
+
+    Source: mmdet 3.3.0 ``MobileNetV2``; taoyang1122/MutualNet
+    ``models/mobilenet_v2.py``, ``apps/mobilenet_v2.yml``.
+    """
+
+    def __init__(self, *args, slimmable=dict(width_mult_list=[0.7, 0.9, 1.0]), **kwargs):
+        super().__init__(*args, **kwargs)
+
+        def ratio_of(name, conv):
+            # The expansion conv: t times its block's input (official ratio [1, t]).
+            return conv.out_channels / conv.in_channels if name.endswith('expand_conv.conv') \
+                else 1.0
+
+        self.slimmable = make_slimmable(
+            type(self).__name__, self, slimmable, ratio_of=ratio_of,
+            slice_out_of=lambda name, conv: not name.startswith('conv2.'))
+
+    def train(self, mode=True):
+        """As mmdet's (frozen stages and ``norm_eval`` stay in eval mode), but
+        returns ``self`` like ``nn.Module.train`` so ``.eval()`` chains."""
+        super().train(mode)
+        return self

@@ -31,6 +31,7 @@ from mmdet.models.backbones.resnext import Bottleneck as _XBottleneck
 from mmdet.models.backbones.resnext import ResNeXt as _ResNeXt
 from torch.utils import checkpoint as cp
 
+from mmext.models.layers.slimmable import make_slimmable
 from mmext.models.layers.stochastic_depth import DropPathMixin, set_drop_path_rates
 from mmext.models.layers.unit_norm import unit_class, with_host_norm
 from mmext.registry import MODELS
@@ -240,6 +241,23 @@ class ResNet(_ResNet):
             (``DropPathMixin``, e.g. ``MinBlock``). Eval mode, frozen stages
             and ``0`` (default: no module added, bit-identical outputs) drop
             nothing. See :mod:`mmext.models.layers.stochastic_depth`.
+        slimmable (dict, optional): Keyword-only. MutualNet / US-Net width
+            slicing (:mod:`mmext.models.layers.slimmable`):
+            ``dict(width_mult_list=[...], width_mult=1.0)``. Every conv and BN
+            is converted after construction (same parameters and state dict,
+            plus per-width BN statistics for ``width_mult_list``; width 1 is
+            always kept) and the network runs at ``width_mult`` (changed by
+            ``mmext.models.layers.slimmable.set_width_mult``). A conv of
+            stage ``i`` outputs ``slim_channels(C, w, C / R_i)`` channels with
+            ``R_i = out_channels[i]`` (the stem: ``R = base_channels *
+            expansion``), the official MutualNet ResNet's ratios (a
+            bottleneck's inner width a quarter of its output, the stem's 64 of
+            256). ``out_channels`` stay the full widths: the neck reads the
+            leading channels (``mmext.SlimmableFPN`` / ``SlimmableUPerHead`` /
+            ``SlimmableFCNHead``). Plugins made of convs and BNs (SE) are
+            sliced likewise; other modules with parameters (ODConv, GN,
+            ResNeXt's grouped conv, ...) are refused. SyncBN becomes a
+            per-process slimmable BN (no synchronisation). Default: None.
 
     ``plugins`` and ``dcn`` work on ResNet-18/34 as on the bottleneck depths
     (BasicBlock positions ``after_conv1`` / ``after_conv2``).
@@ -268,6 +286,8 @@ class ResNet(_ResNet):
             with a ``block_cfg`` class that does not take it.
         ValueError: ``drop_path_rate`` outside ``[0, 1)``, or above 0 with a
             ``block_cfg`` block that has no residual branch (``MGBlock``).
+        ValueError: ``slimmable`` with unknown keys or a width outside
+            ``(0, 1]``, or on a network with a module it cannot slice.
 
     Source: mmdet 3.3.0 ``mmdet/models/backbones/resnet.py``; He et al.,
     "Deep Residual Learning for Image Recognition", CVPR 2016.
@@ -330,7 +350,8 @@ class ResNet(_ResNet):
                  stage_with_block_cfg=(True, True, True, True),
                  block_cfg_blocks='all',
                  stem_cfg=None,
-                 drop_path_rate=0.0):
+                 drop_path_rate=0.0,
+                 slimmable=None):
         name = type(self).__name__
         out_indices = check_stage_args(name, num_stages, out_indices, frozen_stages)
         if stem_pool not in STEM_POOLS:
@@ -370,6 +391,7 @@ class ResNet(_ResNet):
             pretrained=pretrained, init_cfg=init_cfg)
         set_drop_path_rates(name, [getattr(self, n) for n in self.res_layers], drop_path_rate)
         self.drop_path_rate = drop_path_rate
+        self.slimmable = None if slimmable is None else self.make_slimmable(slimmable)
         # mmdet builds stage i with base_channels * 2**i planes; the stem
         # (stride-2 conv, stride-2 max pool or pool_conv) gives stride 4 before
         # the stages.
@@ -380,6 +402,21 @@ class ResNet(_ResNet):
             stride *= s
             strides.append(stride)
         self.out_strides = tuple(strides)
+
+    def make_slimmable(self, slimmable):
+        """Convert the built network for the ``slimmable`` option (see the
+        class docstring); returns the option's resolved dict."""
+        name = type(self).__name__
+        stage_widths = [self.base_channels * 2**i * self.block.expansion
+                        for i in range(len(self.res_layers))]
+
+        def ratio_of(module_name, conv):
+            stage = module_name.split('.')[0]
+            reference = (stage_widths[self.res_layers.index(stage)]
+                         if stage in self.res_layers else stage_widths[0])
+            return conv.out_channels / reference
+
+        return make_slimmable(name, self, slimmable, ratio_of=ratio_of)
 
     def stage_modules(self, index):
         """Modules of stage ``index`` (0-based) as mmdet's ``_freeze_stages``

@@ -23,12 +23,13 @@ host's) and ``stem_cfg`` (another stem).
 """
 import inspect
 
-from mmcv.cnn import ConvModule, build_plugin_layer
+from mmcv.cnn import ConvModule, build_norm_layer, build_plugin_layer
 from mmdet.models.backbones.resnet import BasicBlock as _BasicBlock
 from mmdet.models.backbones.resnet import Bottleneck as _Bottleneck
 from mmdet.models.backbones.resnet import ResNet as _ResNet
 from mmdet.models.backbones.resnext import Bottleneck as _XBottleneck
 from mmdet.models.backbones.resnext import ResNeXt as _ResNeXt
+from torch import nn
 from torch.utils import checkpoint as cp
 
 from mmext.models.layers.slimmable import make_slimmable
@@ -43,6 +44,9 @@ PLUGIN_POSITIONS = ('after_conv1', 'after_conv2', 'after_conv3')
 STEM_POOLS = ('max', 'conv')
 # Which blocks of a stage with ``block_cfg`` are replaced.
 BLOCK_CFG_BLOCKS = ('all', 'first')
+# The convolutions whose output width ``mid_channels`` sets, per block class:
+# the ones inside the residual branch, not the block output on the shortcut.
+MID_CONVS = {'BasicBlock': ('conv1', ), 'Bottleneck': ('conv1', 'conv2')}
 
 
 def _block_conv(conv_cfg, block_conv_cfg):
@@ -64,6 +68,40 @@ def host_norm_kwargs(kwargs, block_conv_cfg):
         out['plugins'] = [dict(p, cfg=with_host_norm(p['cfg'], norm_cfg))
                           for p in kwargs['plugins']]
     return out
+
+
+def check_mid_channels(name, mid_channels, block, stage_blocks):
+    """``mid_channels`` as lists (see :class:`ResNet`): one entry per stage,
+    each None or one entry per block, each None or one positive int per
+    inner convolution of ``block``.
+
+    Raises:
+        ValueError: any entry of the wrong length or type (one line, naming it).
+    """
+    n = len(MID_CONVS.get(block.__name__, ('conv1', 'conv2')))
+    what = '[conv1, conv2]' if n == 2 else '[conv1]'
+    if not isinstance(mid_channels, (list, tuple)) or len(mid_channels) != len(stage_blocks):
+        raise ValueError(f'{name}: mid_channels needs one entry per stage ({len(stage_blocks)}), '
+                         f'each None or a list per block; got {mid_channels!r}')
+    out = []
+    for i, (stage, blocks) in enumerate(zip(mid_channels, stage_blocks)):
+        if stage is None:
+            out.append(None)
+            continue
+        if not isinstance(stage, (list, tuple)) or len(stage) != blocks:
+            raise ValueError(f'{name}: mid_channels[{i}] needs one entry per block of stage {i} '
+                             f'({blocks}), each None or {what}; got {stage!r}')
+        entries = []
+        for j, entry in enumerate(stage):
+            ok = entry is None or (
+                isinstance(entry, (list, tuple)) and len(entry) == n and
+                all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in entry))
+            if not ok:
+                raise ValueError(f'{name}: mid_channels[{i}][{j}] = {entry!r}; expected None or '
+                                 f'{what}, {n} positive int(s)')
+            entries.append(None if entry is None else tuple(entry))
+        out.append(tuple(entries))
+    return tuple(out)
 
 
 class PluginChainMixin:
@@ -258,6 +296,18 @@ class ResNet(_ResNet):
             sliced likewise; other modules with parameters (ODConv, GN,
             ResNeXt's grouped conv, ...) are refused. SyncBN becomes a
             per-process slimmable BN (no synchronisation). Default: None.
+        mid_channels (list, optional): Keyword-only. Widths inside the
+            residual blocks, e.g. of a pruned network
+            (``tools/analysis_tools/prune.py`` writes them): one entry per
+            stage, ``None`` (the stage as built) or one entry per block of the
+            stage, each ``None`` or a list of the output widths of the
+            block's inner convolutions: ``[conv1, conv2]`` for a Bottleneck
+            (conv2 / conv3 read them), ``[conv1]`` for a BasicBlock (conv2
+            reads it). The block outputs (conv3 / the BasicBlock's conv2, the
+            downsample path) and the stem keep their widths, so
+            ``out_channels`` and the neck are unchanged; module names stay,
+            only the tensors of conv1/norm1/conv2 (/norm2/conv3) are smaller.
+            Default: None.
 
     ``plugins`` and ``dcn`` work on ResNet-18/34 as on the bottleneck depths
     (BasicBlock positions ``after_conv1`` / ``after_conv2``).
@@ -288,6 +338,11 @@ class ResNet(_ResNet):
             ``block_cfg`` block that has no residual branch (``MGBlock``).
         ValueError: ``slimmable`` with unknown keys or a width outside
             ``(0, 1]``, or on a network with a module it cannot slice.
+        ValueError: ``mid_channels`` not one entry per stage / block, a
+            width that is not a positive int, or set on a block it cannot
+            resize: a ``block_cfg`` / ResNeXt block, a convolution other than
+            a plain ``nn.Conv2d`` (``dcn``, ``block_conv_cfg``, ``conv_cfg``),
+            or a plugin after conv1 / conv2 (built for the full width).
 
     Source: mmdet 3.3.0 ``mmdet/models/backbones/resnet.py``; He et al.,
     "Deep Residual Learning for Image Recognition", CVPR 2016.
@@ -351,6 +406,7 @@ class ResNet(_ResNet):
                  block_cfg_blocks='all',
                  stem_cfg=None,
                  drop_path_rate=0.0,
+                 mid_channels=None,
                  slimmable=None):
         name = type(self).__name__
         out_indices = check_stage_args(name, num_stages, out_indices, frozen_stages)
@@ -374,7 +430,11 @@ class ResNet(_ResNet):
         self.block_cfg = block_cfg
         self.stage_with_block_cfg = tuple(stage_with_block_cfg)
         self.block_cfg_blocks = block_cfg_blocks
-        block = self.arch_settings.get(depth, (None, ))[0]
+        block, stage_blocks = self.arch_settings.get(depth, (None, None))
+        # Read by resize_blocks, inside the parent's __init__.
+        self.mid_channels = (None if mid_channels is None or stage_blocks is None else
+                             check_mid_channels(name, mid_channels, block,
+                                                stage_blocks[:num_stages]))
         self._zero_init_norm = (
             self.zero_init_norms.get(block)
             if zero_init_residual and pretrained is None and init_cfg is None else None)
@@ -491,7 +551,51 @@ class ResNet(_ResNet):
         return dict(kwargs, **host_norm_kwargs(kwargs, self.block_conv_cfg))
 
     def make_res_layer(self, **kwargs):
-        return self.replace_blocks(super().make_res_layer(**self.block_kwargs(kwargs)), kwargs)
+        layer = self.replace_blocks(super().make_res_layer(**self.block_kwargs(kwargs)), kwargs)
+        return self.resize_blocks(layer)
+
+    def resize_blocks(self, layer):
+        """``layer`` (a stage just built, before it joins ``res_layers``)
+        with the inner widths ``mid_channels`` gives it: conv1 / norm1 /
+        conv2 (/ norm2 / conv3) rebuilt at the new widths (fresh weights,
+        the host's ``norm_cfg``), every other setting of the convolution
+        kept."""
+        stage = len(self.res_layers)
+        widths = None if self.mid_channels is None else self.mid_channels[stage]
+        if widths is None:
+            return layer
+        name = type(self).__name__
+        for j, (block, entry) in enumerate(zip(layer, widths)):
+            if entry is None:
+                continue
+            where = f'{name}: mid_channels[{stage}][{j}]'
+            kind = type(block).__name__
+            if type(block) not in (BasicBlock, Bottleneck):
+                raise ValueError(f'{where} is set on a {kind} block; mid_channels resizes the '
+                                 "host's BasicBlock / Bottleneck only (no block_cfg, no ResNeXt)")
+            convs = MID_CONVS[kind]
+            plugged = [p for p in convs if getattr(block, f'after_{p}_plugin_names', None)]
+            if plugged:
+                raise ValueError(f'{where}: the block has plugins after {plugged[0]}, built for '
+                                 'its full width; drop them or mid_channels')
+            # conv1 -> norm1 -> conv2 (-> norm2 -> conv3): conv k's output
+            # width is the input of conv k+1.
+            chain = [getattr(block, c) for c in convs] + [getattr(block, f'conv{len(convs) + 1}')]
+            for c, conv in zip(convs + (f'conv{len(convs) + 1}', ), chain):
+                if type(conv) is not nn.Conv2d or conv.groups != 1:
+                    raise ValueError(f'{where}: {c} is a {type(conv).__name__}; mid_channels '
+                                     'resizes plain nn.Conv2d convolutions only (no dcn, '
+                                     'block_conv_cfg or conv_cfg)')
+            ins = [chain[0].in_channels] + list(entry)
+            outs = list(entry) + [chain[-1].out_channels]
+            for k, conv in enumerate(chain):
+                setattr(block, f'conv{k + 1}', nn.Conv2d(
+                    ins[k], outs[k], conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                    dilation=conv.dilation, bias=conv.bias is not None))
+                if k < len(entry):
+                    norm_name, norm = build_norm_layer(self.norm_cfg, outs[k], postfix=k + 1)
+                    setattr(block, norm_name, norm)
+        return layer
 
     def replace_blocks(self, layer, kwargs):
         """``layer`` (a stage just built from ``kwargs``, before it joins
@@ -594,7 +698,7 @@ class ResNetV1c(ResNet):
         layer = SegResLayer(multi_grid=self.multi_grid if last else None,
                             contract_dilation=self.contract_dilation,
                             **self.block_kwargs(kwargs))
-        return self.replace_blocks(layer, kwargs)
+        return self.resize_blocks(self.replace_blocks(layer, kwargs))
 
 
 @MODELS.register_module()

@@ -324,6 +324,14 @@ def test_neck_and_heads_slice_their_inputs():
             torch.testing.assert_close(full(feats), plain(feats))
 
 
+def test_syncbn_becomes_a_per_process_slimmable_bn():
+    model = build(depth=18, norm_cfg=dict(type='SyncBN'), norm_eval=False).train()
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert norms and all(type(m) is SlimmableBatchNorm2d for m in norms)
+    set_width_mult(model, 0.7)
+    model(torch.randn(2, 3, 35, 51))  # torch's SyncBatchNorm has no CPU path
+
+
 def test_reachable_from_mmdet_and_mmseg_configs():
     from mmdet.registry import MODELS as DET
     from mmseg.registry import MODELS as SEG

@@ -360,8 +360,8 @@ class SlimmableBatchNorm2d(nn.BatchNorm2d):
 
 
 SLIMMABLE_TYPES = (SlimmableConv2d, SlimmableBatchNorm2d)
-# BN classes a host's norm_cfg builds that convert (BN, SyncBN, mmcv's
-# MMSyncBN is not one of them).
+# BN classes a host's norm_cfg builds that convert: 'BN' and 'SyncBN' (mmengine's
+# subclass of torch's SyncBatchNorm); mmcv's 'MMSyncBN' is not one of them.
 _CONVERTIBLE_BN = (nn.BatchNorm2d, nn.SyncBatchNorm)
 
 
@@ -429,7 +429,7 @@ def make_slimmable(host, module, slimmable, ratio_of=None, slice_out_of=None):
             slice_out = slice_out_of(name, child) if slice_out_of else True
             _set_child(module, name, SlimmableConv2d.from_conv(
                 child, ratio=ratio, slice_out=slice_out, width_mult=width_mult))
-        elif type(child) in _CONVERTIBLE_BN:
+        elif isinstance(child, _CONVERTIBLE_BN) and not isinstance(child, SlimmableBatchNorm2d):
             _set_child(module, name,
                        SlimmableBatchNorm2d.from_bn(child, widths, width_mult=width_mult))
         elif any(True for _ in child.parameters(recurse=False)) \
@@ -644,7 +644,9 @@ def run_batch(model, batch, resize=None):
     reads no annotation, so only the tensor is resized."""
     if isinstance(batch, torch.Tensor):
         return model(_resize(batch, resize))
-    data = model.data_preprocessor(batch, False)
+    # training=True: the batches are training batches (mmseg pads random
+    # crops of different sizes to one only in training mode).
+    data = model.data_preprocessor(batch, True)
     return model(_resize(data['inputs'], resize), data['data_samples'], mode='tensor')
 
 

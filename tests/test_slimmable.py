@@ -11,7 +11,7 @@ import functools
 import pytest
 import torch
 import torch.nn as nn
-from backbone_checks import check_frozen_stages_and_norm_eval
+from backbone_checks import check_frozen_stages_and_norm_eval, check_with_cp_and_drop_path
 from design_checks import ODD_SIZE, randomize, randomize_norms
 from mmdet.models.necks import FPN
 
@@ -254,6 +254,23 @@ def test_frozen_stages_norm_eval_and_a_full_width_checkpoint(tmp_path):
     assert set(slim.state_dict()) - set(plain.state_dict()) == {
         f'{n}{k}_{w}' for n in norms for w in ('w0_7', 'w0_85')
         for k in ('running_mean', 'running_var', 'num_batches_tracked')}
+
+def test_sub_width_with_cp_drop_path_and_a_frozen_mobilenetv2():
+    # At width 0.7: checkpointing changes nothing, drop path stays stochastic
+    # in training and deterministic in eval.
+    check_with_cp_and_drop_path(lambda **kwargs: MODELS.build(dict(
+        type='mmext.ResNet', depth=18, base_channels=16, stem_channels=16,
+        slimmable=dict(width_mult_list=[0.7], width_mult=0.7), **kwargs)))
+    model = MODELS.build(dict(type='mmext.SlimmableMobileNetV2', widen_factor=0.5,
+                              frozen_stages=2, norm_eval=True)).train()
+    frozen = [model.conv1, model.layer1, model.layer2]
+    assert all(not p.requires_grad for m in frozen for p in m.parameters())
+    assert all(not m.training for m in model.modules() if isinstance(m, SlimmableBatchNorm2d))
+    set_width_mult(model, 0.7)
+    sum(o.mean() for o in model(torch.randn(1, 3, 35, 51))).backward()
+    assert model.layer3[0].expand_conv.conv.weight.grad is not None
+    assert model.layer2[0].expand_conv.conv.weight.grad is None
+
 
 def test_errors_name_the_module_and_the_option():
     with pytest.raises(ValueError, match=r'ResNeXt: slimmable is not defined for layer1\.0\.conv2'):

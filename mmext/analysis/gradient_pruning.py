@@ -772,30 +772,43 @@ def _costs(rows, models, lib, shape, repeats, warmup, latency):
     """Params, FLOPs and latency of the original and the pruned model
     (``(config path, state dict)`` each; the benchmark's interleaved timing
     and FLOP count, with the weights loaded so that post-processing sees the
-    trained model's detections). The fine-tuned row has the pruned one's
-    costs."""
+    trained model's detections). The whole model's latency includes the
+    post-processing (NMS), whose work depends on what the weights detect, so
+    the backbones alone (``model.backbone(x)``) are timed too. The fine-tuned
+    row has the pruned one's costs."""
     from .benchmark import benchmark_subjects, build_subject, parse_reference
     from .model_complexity import DEFAULT_SHAPES
     shape = tuple(shape or DEFAULT_SHAPES[lib])
-    subjects = []
-    for path, state in models:
-        subject = build_subject(parse_reference(path))
-        subject.model.load_state_dict(state, strict=True)
-        subjects.append(subject)
+
+    def subjects(backbone_only):
+        out = []
+        for path, state in models:
+            subject = build_subject(parse_reference(path), backbone_only=backbone_only)
+            if backbone_only:
+                state = {k[len('backbone.'):]: v for k, v in state.items()
+                         if k.startswith('backbone.')}
+            subject.model.load_state_dict(state, strict=True)
+            out.append(subject)
+        return out
+
     if latency:
-        result = benchmark_subjects(subjects, shape=shape, repeats=repeats, warmup=warmup,
-                                    machine=False, progress=False)
-        stats = [(m.params, m.flops, m.infer.median) for m in result.models]
+        kwargs = dict(shape=shape, repeats=repeats, warmup=warmup, machine=False,
+                      progress=False)
+        whole = benchmark_subjects(subjects(False), **kwargs).models
+        backbone = benchmark_subjects(subjects(True), **kwargs).models
+        stats = [(m.params, m.flops, m.infer.median, b.infer.median)
+                 for m, b in zip(whole, backbone)]
     else:
         stats = []
         x = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(0))
-        for s in subjects:
+        for s in subjects(False):
             s.model.eval()
             stats.append((sum(p.numel() for p in s.model.parameters()),
-                          s.count_flops(x)[0], None))
+                          s.count_flops(x)[0], None, None))
     for i, row in enumerate(rows):
-        params, flops, ms = stats[min(i, 1)]
-        row.update(params=params, flops=flops, latency_ms=ms, shape=list(shape))
+        params, flops, ms, backbone_ms = stats[min(i, 1)]
+        row.update(params=params, flops=flops, latency_ms=ms, backbone_latency_ms=backbone_ms,
+                   shape=list(shape))
 
 
 def render(result):
@@ -811,20 +824,23 @@ def render(result):
     base = result.rows[0]
     table = []
     for row in result.rows:
-        ms = row.get('latency_ms')
+        ms, bms = row.get('latency_ms'), row.get('backbone_latency_ms')
         value = row.get('value')
         table.append([
             row['model'], format_mparams(row['params']), format_gflops(row['flops']),
-            '-' if ms is None else f'{ms:.2f}',
+            '-' if ms is None else f'{ms:.2f}', '-' if bms is None else f'{bms:.2f}',
             '-' if value is None else f"{row['metric']} {value:.4f}",
             f"{row['params'] / base['params']:.3f} / {row['flops'] / base['flops']:.3f}"])
     shape = base.get('shape')
     lines += ['## Before / after', '',
               markdown_table(['model', 'params (M)', f'FLOPs (G, {shape[0]}x{shape[1]})',
-                              'latency ms/img (median)', 'metric', 'params / FLOPs ratio'],
-                             table), '',
-              'Latency: interleaved runs of the original and pruned configs on this machine '
-              "(mmext's benchmark); the fine-tuned model has the pruned one's costs.", '']
+                              'latency ms/img (median)', 'backbone ms/img (median)', 'metric',
+                              'params / FLOPs ratio'], table), '',
+              'Latency: interleaved runs of the original and the pruned model on this machine '
+              "(mmext's benchmark, trained weights). The whole model's figure includes the "
+              'post-processing (NMS), whose work follows what the weights detect; the '
+              "backbone's is the pruned part alone. The fine-tuned model has the pruned one's "
+              'costs.', '']
     layer_rows = [[p.name, p.out_channels, '-' if p.positions is None else p.positions,
                    '-' if p.rank is None else p.rank,
                    '-' if p.rho is None else f'{p.rho:.3f}', p.max_prune,

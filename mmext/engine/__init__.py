@@ -1,5 +1,5 @@
-from .hooks import (DropBlockScheduleHook, DynamicConvTemperatureHook, PeakMemoryHook,
-                    TrainingCurveHook)
+from .hooks import (DropBlockScheduleHook, DynamicConvTemperatureHook, MutualNetHook,
+                    PeakMemoryHook, TrainingCurveHook)
 
-__all__ = ['DropBlockScheduleHook', 'DynamicConvTemperatureHook', 'PeakMemoryHook',
-           'TrainingCurveHook']
+__all__ = ['DropBlockScheduleHook', 'DynamicConvTemperatureHook', 'MutualNetHook',
+           'PeakMemoryHook', 'TrainingCurveHook']

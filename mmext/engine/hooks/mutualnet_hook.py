@@ -176,9 +176,11 @@ class MutualNetHook(Hook):
         # set_width_mult returns the width it replaces: the evaluated one.
         width = sl.set_width_mult(model, self.width_mult_range[1])
         sl.set_width_mult(model, width)
-        sl.calibrate_bn(model, batches, width, num_batches=self.calibration_batches)
+        used = sl.calibrate_bn(model, batches, width, num_batches=self.calibration_batches)
         # Each rank saw its own batches: average their statistics.
         stats = [b for name, b in model.named_buffers()
                  if 'running_' in name and b.is_floating_point()]
         if stats:
             all_reduce_params(stats, op='mean')
+        print_log(f'MutualNetHook: BN statistics recomputed at width {width:g} on {used} '
+                  'training batch(es)', logger='current')

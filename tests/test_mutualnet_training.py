@@ -133,6 +133,11 @@ def test_unknown_heads_and_plain_backbones_are_refused(embedded_root, tmp_path):
         extract_feat = None
     with pytest.raises(ValueError, match='no distillation rule for bbox_head Conv2d'):
         MutualNetDistiller.kind_of(FCOSLike())
+    class CascadeLike(torch.nn.Module):
+        decode_head = torch.nn.ModuleList()
+        extract_feat = None
+    with pytest.raises(ValueError, match='no distillation rule for CascadeLike'):
+        MutualNetDistiller.kind_of(CascadeLike())
     with pytest.raises(ValueError, match='width_mult_range'):
         MutualNetHook(width_mult_range=(0.8, 0.5))
 

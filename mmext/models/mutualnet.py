@@ -263,6 +263,9 @@ class MutualNetDistiller:
         """
         name = type(model).__name__
         if hasattr(model, 'decode_head') and hasattr(model, 'extract_feat'):
+            if isinstance(model.decode_head, torch.nn.ModuleList):
+                raise ValueError(f'MutualNetHook: no distillation rule for {name} (a cascade of '
+                                 'decode heads); use an EncoderDecoder or remove the hook')
             return 'segmentor'
         if getattr(model, 'with_rpn', False) and hasattr(model, 'roi_head'):
             from mmdet.models.roi_heads import StandardRoIHead

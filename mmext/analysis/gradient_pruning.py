@@ -510,13 +510,18 @@ def build_model(cfg):
 # the tool
 def calibration_grams(cfg, model, layers, num_batches):
     """Gram matrices of ``layers`` over the first ``num_batches`` batches of
-    ``cfg.train_dataloader`` (training loss of ``model``); the model's
-    buffers (BatchNorm running statistics) are restored afterwards."""
+    ``cfg.train_dataloader`` (training loss of ``model``; random number
+    generators seeded with 0); the model's buffers (BatchNorm running
+    statistics) are restored afterwards."""
     from mmengine.runner import Runner
     with _in_scope(cfg):
         loader = Runner.build_dataloader(copy.deepcopy(cfg.train_dataloader), seed=0)
     buffers = {k: v.clone() for k, v in model.named_buffers()}
     model.train()
+    # The train pipeline's random flips / crops draw from the global RNGs:
+    # seeded, one command gives one estimate.
+    from mmengine.runner import set_random_seed
+    set_random_seed(0)
 
     def batches():
         for i, data in enumerate(loader):

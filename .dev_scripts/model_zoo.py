@@ -26,9 +26,18 @@ page by hand:
   ``unverified: <what was checked>`` and is shown marked as such;
 - **local**: from :data:`LOCAL_FILE`, a list of run sets, each with the date,
   seed, machine, commit and command of its runs and
-  ``results: {config path: {metric: value}}``. Other docs pages show a run
-  set through a generated block (:func:`update_local_blocks`), so each local
-  figure is typed once, in that file.
+  ``results: {config path: {metric: value}}``; a set that
+  ``compare.py --resources`` measured also has ``resources: {config path:
+  {peak_train_mib, train_step_mib, latency_ms, ...}}`` (:data:`RESOURCE_KEYS`).
+  Other docs pages show a run set through a generated block
+  (:func:`update_local_blocks`), so each local figure is typed once, in that
+  file.
+
+The page ends with the **resource view**: one table per pipeline over every
+config, the computed columns (params, FLOPs, size, full-precision FLOPs,
+BOPs) next to the measured ones (peak training memory, latency, accuracy) of
+the newest run set with ``resources`` for the config, or "not measured". It
+adds no computation: the costs are the rows' own.
 
 :func:`render_page` is a pure function of its inputs (rows sorted, fixed
 number formatting), so ``--check`` can compare the committed page byte for
@@ -65,6 +74,15 @@ PUBLISHED_KEYS = ('metric', 'value', 'source')
 # its source (the page marks it and lists the reasons).
 PUBLISHED_OPTIONAL_KEYS = ('unverified', )
 LOCAL_RUN_KEYS = ('date', 'seed', 'machine', 'commit', 'command')
+# Measured resources a local run set may carry per config (written by
+# mmext.analysis.leaderboard.local_run_set): unit and column.
+RESOURCE_KEYS = {
+    'peak_train_mib': 'peak train memory (MiB, local)',
+    'train_step_mib': 'train step (MiB, local)',
+    'cuda_max_allocated_mib': 'CUDA max allocated (MiB, local)',
+    'latency_ms': 'latency (ms/img, local)',
+}
+NOT_MEASURED = 'not measured'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +111,9 @@ class Row:
     flops: int
     published: tuple = ()  # ({metric, value, source}, ...)
     local: tuple = ()  # ((run index, {metric: value}), ...)
+    # The newest run set measuring this config's resources:
+    # (run index, {resource: value}, {metric: value}); None: not measured.
+    resources: tuple = None
     # mmext.analysis.low_bit: nonzero low_bit_layers for a low-bit backbone.
     low_bit_layers: int = 0
     low_bit_macs: int = 0
@@ -245,7 +266,7 @@ def validate_local(data, configs, name=LOCAL_FILE):
         where = f'{name}: run set {i + 1}'
         if not isinstance(run, dict):
             raise MMExtError(f'{where}: expected a mapping')
-        extra = sorted(set(run) - set(LOCAL_RUN_KEYS) - {'note', 'results'})
+        extra = sorted(set(run) - set(LOCAL_RUN_KEYS) - {'note', 'results', 'resources'})
         if extra:
             raise MMExtError(f'{where}: unknown keys {extra}')
         for key in LOCAL_RUN_KEYS:
@@ -268,8 +289,32 @@ def validate_local(data, configs, name=LOCAL_FILE):
         entry = {k: _text(run[k]).strip() for k in LOCAL_RUN_KEYS}
         entry['note'] = _text(run.get('note') or '').strip()
         entry['results'] = checked
+        entry['resources'] = _validate_resources(run.get('resources'), checked, where)
         out.append(entry)
     return out
+
+
+def _validate_resources(resources, results, where):
+    """``{config: {resource: number}}`` of a run set (:data:`RESOURCE_KEYS`),
+    each config also in its ``results`` (the accuracy of the same runs)."""
+    if resources is None:
+        return {}
+    if not isinstance(resources, dict) or not resources:
+        raise MMExtError(f'{where}: expected "resources: {{config path: {{resource: value}}}}"')
+    for config, values in resources.items():
+        if config not in results:
+            raise MMExtError(f'{where}: resources of {config!r}, which has no results in this '
+                             'run set; add its metrics or drop its resources')
+        if not isinstance(values, dict) or not values:
+            raise MMExtError(f'{where}: resources of {config}: expected {{resource: value}}')
+        for key, value in values.items():
+            if key not in RESOURCE_KEYS:
+                raise MMExtError(f'{where}: resources of {config}: unknown {key!r}; known: '
+                                 f'{", ".join(RESOURCE_KEYS)}')
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise MMExtError(f'{where}: resources of {config}: {key} = {value!r} is not a '
+                                 'non-negative number')
+    return {c: dict(v) for c, v in resources.items()}
 
 
 def load_metadata(configs, root=REPO, published_file=None, local_file=None):
@@ -308,9 +353,12 @@ def build_rows(zoo_configs, published, local, cost_fn=None, progress=None):
         cost = costs[zc.cost_key]
         runs = tuple((i, run['results'][zc.path]) for i, run in enumerate(local)
                      if zc.path in run['results'])
+        measured = [(i, run['resources'][zc.path], run['results'][zc.path])
+                    for i, run in enumerate(local) if zc.path in run.get('resources', {})]
         rows.append(Row(config=zc, backbone=cost.backbone, params=cost.params,
                         imagenet_params=cost.imagenet_params, flops=cost.flops,
                         published=published.get(zc.path, ()), local=runs,
+                        resources=measured[-1] if measured else None,
                         low_bit_layers=cost.low_bit_layers, low_bit_macs=cost.low_bit_macs,
                         bops=cost.bops, effective_bytes=cost.effective_bytes))
     return rows
@@ -370,7 +418,8 @@ kinds of numbers appear, and each column says which kind it holds:
 A dash means no figure of that kind. Published figures come from other counters and often
 from another form of the network (an ImageNet classifier rather than a detector backbone);
 compare designs by the computed columns, and by published figures only where the settings
-match.
+match. The [resource view](#resource-view) at the end puts every config's computed costs
+next to its measured peak training memory, latency and accuracy.
 """
 
 
@@ -427,6 +476,7 @@ def render_page(rows, published_name=PUBLISHED_FILE, local_name=LOCAL_FILE, loca
                  f'FLOPs (G, {shape}, computed)', *low_cols, 'published', 'local'], cells,
                 'llrrr' + 'r' * len(low_cols) + 'll'))
             out.append('')
+    out.extend(render_resource_view(rows, shape))
     out.append('## Published sources\n')
     if sources:
         out.extend(f'- P{n}: {_cell(text)}' for text, n in sources.items())
@@ -450,6 +500,66 @@ def render_page(rows, published_name=PUBLISHED_FILE, local_name=LOCAL_FILE, loca
     else:
         out.append('None.')
     return '\n'.join(out).rstrip('\n') + '\n'
+
+
+RESOURCE_INTRO = """\
+Accuracy against cost for every config, one table per pipeline. Computed, as in the tables
+above: params, FLOPs, size at the real bit-widths, full-precision FLOPs and BOPs of the
+backbone at {shape}. Local, measured by `bash tools/analysis_tools/compare.sh --resources
+CONFIG ...` on the embedded data and recorded in `{local}` (a run set's `resources`); a
+row's measured columns all come from the newest run set that measured it, named by its L
+number under [Local runs](#local-runs) (date, commit, machine, command): *peak train
+memory*, the largest resident set size of the training process during a training iteration
+(`mmext.PeakMemoryHook`); *train step*, that peak less the resident size when the first
+iteration started (activations, gradients, optimizer state and allocator reserve on top of
+the loaded model); *latency*, inference per image of the whole model in eval mode, batch
+1, 224x224 (`tools/analysis_tools/benchmark.py`); *accuracy*, the same runs' final
+validation metrics on the embedded data, not COCO or ADE20K. Memory and latency are of the
+recorded machine and settings, not portable figures; method in
+[analysis_tools.md](analysis_tools.md#resource-view). "not measured": no run set has the
+config.
+"""
+
+
+def render_resource_view(rows, shape):
+    """Lines of the resource view: one table per pipeline, every config
+    (sorted by path), computed and measured columns (module docstring)."""
+    out = ['## Resource view\n', RESOURCE_INTRO.format(shape=shape, local=LOCAL_FILE)]
+    measured_keys = [k for k in RESOURCE_KEYS
+                     if any(r.resources and k in r.resources[1] for r in rows)]
+    # Peak memory and latency are shown (as "not measured") even before any
+    # run set measured them; the CUDA column only once one did.
+    keys = [k for k in RESOURCE_KEYS if k in measured_keys or k != 'cuda_max_allocated_mib']
+    for pipeline in PIPELINES:
+        group = sorted((r for r in rows if r.config.pipeline == pipeline),
+                       key=lambda r: r.config.path)
+        if not group:
+            continue
+        out.append(f'### Resource view: {pipeline}\n')
+        low = any(r.low_bit_layers for r in group)
+        cells = []
+        for r in group:
+            name = r.config.path.split('/')[-1]
+            if r.resources:
+                index, values, metrics = r.resources
+                measured = [_number(values[k]) if k in values else NOT_MEASURED for k in keys]
+                acc = ', '.join(f'{m} {_number(v)}' for m, v in metrics.items()) \
+                    + f' [L{index + 1}](#local-runs)'
+            else:
+                measured, acc = [NOT_MEASURED] * len(keys), NOT_MEASURED
+            size = format_mbytes(r.effective_bytes) if r.effective_bytes is not None else '-'
+            cells.append([f'[{name}](../{r.config.path})', r.config.design,
+                          format_mparams(r.params), format_gflops(r.flops), size,
+                          *(_low_bit_cells(r)[1:] if low else []), *measured, acc])
+        low_cols = [f'full-precision FLOPs (G, {shape}, computed)',
+                    f'BOPs (G, {shape}, computed)'] if low else []
+        out.append(markdown_table(
+            ['config', 'design', 'params (M, computed)', f'FLOPs (G, {shape}, computed)',
+             'size (MB, computed)', *low_cols, *(RESOURCE_KEYS[k] for k in keys),
+             'accuracy (local)'], cells,
+            'llrrr' + 'r' * (len(low_cols) + len(keys)) + 'l'))
+        out.append('')
+    return out
 
 
 def _low_bit_cells(row):

@@ -151,6 +151,9 @@ def _fake_repo(tmp_path):
           command: python tools/train.py CONFIG
           results:
             configs/beta/upernet_b.py: {mIoU: 12.3456, mAcc: 20}
+          resources:
+            configs/beta/upernet_b.py:
+              {peak_train_mib: 1234.5, train_step_mib: 300, latency_ms: 88.25}
         """))
     return tmp_path
 
@@ -173,8 +176,10 @@ def test_render_on_fake_metadata(tmp_path):
     # Groups: design, then pipeline in the fixed order.
     order = [ln for ln in lines if ln.startswith('## ') or ln.startswith('### ')]
     assert order == ['## alpha', '### alpha: RetinaNet', '### alpha: Mask R-CNN', '## beta',
-                     '### beta: UperNet', '## Published sources',
-                     '## Unverified published figures', '## Local runs']
+                     '### beta: UperNet', '## Resource view', '### Resource view: RetinaNet',
+                     '### Resource view: Mask R-CNN', '### Resource view: UperNet',
+                     '## Published sources', '## Unverified published figures',
+                     '## Local runs']
     row_a = next(ln for ln in lines if ln.startswith('| [retinanet_a.py]'))
     assert cells(row_a) == [
         '[retinanet_a.py](../configs/alpha/retinanet_a.py)', 'Fake-18', '18.00', '18.51',
@@ -185,6 +190,13 @@ def test_render_on_fake_metadata(tmp_path):
         'ADE20K mIoU: 40.10 [P2](#published-sources)<br>ADE20K mIoU (multi-scale): 41.0 '
         '[P2](#published-sources) **unverified** [U1](#unverified-published-figures)',
         'mIoU 12.35, mAcc 20 [L1](#local-runs)']
+    # The resource view: the run set's measurements and the same runs' metrics.
+    view = page.split('\n## Resource view\n')[1].split('## Published sources')[0].splitlines()
+    res_b = next(ln for ln in view if ln.startswith('| [upernet_b.py]'))
+    assert cells(res_b)[1:] == ['beta', '1.00', '2.00', '-', '1234.50', '300', '88.25',
+                                'mIoU 12.35, mAcc 20 [L1](#local-runs)']
+    res_a = next(ln for ln in view if ln.startswith('| [retinanet_a.py]'))
+    assert cells(res_a)[5:] == ['not measured'] * 4
     assert ("- U1: `configs/beta/upernet_b.py`, ADE20K mIoU (multi-scale): 41.0. "
             "not in the paper's Table 3") in lines
     assert row_a.count('unverified') == 0
@@ -208,6 +220,40 @@ def test_unknown_config_in_metadata_fails_generation(tmp_path):
         f.write("configs/alpha/gone.py:\n- {metric: m, value: '1', source: s}\n")
     with pytest.raises(MMExtError, match='gone.py'):
         mz.generate(root=str(root), cost_fn=lambda p: None)
+
+
+def test_local_resources_are_checked():
+    configs = ['configs/a/upernet_x.py', 'configs/a/retinanet_y.py']
+    run = {'date': '2026-01-01', 'seed': 0, 'machine': 'cpu', 'commit': 'abc',
+           'command': 'compare.sh --resources CONFIG', 'results': {configs[0]: {'mIoU': 1.5}},
+           'resources': {configs[0]: {'peak_train_mib': 900.5, 'latency_ms': 12}}}
+    assert mz.validate_local({'runs': [run]}, configs)[0]['resources'] == run['resources']
+    for resources, match in [({configs[1]: {'latency_ms': 1.0}}, 'has no results'),
+                             ({configs[0]: {'memory': 1.0}}, "unknown 'memory'"),
+                             ({configs[0]: {'latency_ms': 'fast'}}, 'not a non-negative'),
+                             ({configs[0]: {'latency_ms': -1}}, 'not a non-negative')]:
+        with pytest.raises(MMExtError, match=match):
+            mz.validate_local({'runs': [dict(run, resources=resources)]}, configs)
+
+
+def test_committed_resources_are_in_the_resource_view():
+    """The committed measurement set (docs/local_results.yml, a run set with
+    resources) fills the resource view of its configs: the newest set per
+    config, its L number, its metrics."""
+    configs = mz.list_configs()
+    _, local = mz.load_metadata(configs)
+    measured = {c: (i, v) for i, run in enumerate(local)
+                for c, v in run['resources'].items()}
+    assert measured, 'docs/local_results.yml has no run set with resources'
+    zoo = [mz.read_config(c) for c in sorted(measured)]
+    rows = mz.build_rows(zoo, {}, local, cost_fn=lambda p: BackboneCost(
+        p, 'X', 1_000_000, 1_000_000_000, 8, effective_bytes=4_000_000))
+    view = mz.render_page(rows, local=local).split('\n## Resource view\n')[1]
+    for config, (i, values) in measured.items():
+        line = next(ln for ln in view.splitlines() if f'](../{config})' in ln)
+        assert f'[L{i + 1}](#local-runs)' in line
+        for key in ('peak_train_mib', 'latency_ms'):
+            assert f' {mz._number(values[key])} ' in line, (config, key)
 
 
 def test_local_results_blocks(tmp_path):
@@ -282,6 +328,7 @@ def test_low_bit_columns_in_generated_tables():
 
     page = mz.render_page([row(fp, 'alpha', 'RetinaNet'), row(low, 'alpha', 'RetinaNet'),
                            row(other, 'beta', 'UperNet')])
+    page, resource_view = page.split('## Resource view\n')
     lines = page.splitlines()
     headers = [cells(ln) for ln in lines if ln.startswith('| config')]
     assert headers[0][4:8] == ['FLOPs (G, 1x3x224x224, computed)', 'size (MB, computed)',
@@ -293,6 +340,18 @@ def test_low_bit_columns_in_generated_tables():
     assert rows['retinanet_fp.py'][4:8] == ['1.82', '44.71', '1.82', '0.00']
     assert rows['retinanet_xnor.py'][4:8] == ['1.82', '2.14', '0.11', '1.71']
     assert len(rows['upernet_b.py']) == 7
+    # The resource view: the same computed figures, nothing measured.
+    view = resource_view.split('## Published sources')[0].splitlines()
+    assert [cells(ln)[4:] for ln in view if ln.startswith('| config')] == [
+        ['size (MB, computed)', 'full-precision FLOPs (G, 1x3x224x224, computed)',
+         'BOPs (G, 1x3x224x224, computed)', 'peak train memory (MiB, local)',
+         'train step (MiB, local)', 'latency (ms/img, local)', 'accuracy (local)'],
+        ['size (MB, computed)', 'peak train memory (MiB, local)', 'train step (MiB, local)',
+         'latency (ms/img, local)', 'accuracy (local)']]
+    rows = {cells(ln)[0].split(']')[0][1:]: cells(ln) for ln in view if ln.startswith('| [')}
+    assert rows['retinanet_xnor.py'][1:] == ['alpha', '11.18', '1.82', '2.14', '0.11', '1.71'] \
+        + ['not measured'] * 4
+    assert rows['upernet_b.py'][2:5] == ['23.51', '4.11', '94.03']
 
     bc_spec = importlib.util.spec_from_file_location(
         'dev_backbone_costs', osp.join(ROOT, '.dev_scripts', 'backbone_costs.py'))

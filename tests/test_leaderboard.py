@@ -1,8 +1,9 @@
 """The leaderboard (tools/analysis_tools/leaderboard.py) and the one-command
 comparison (tools/analysis_tools/compare.py).
 
-One real 2-iteration smoke run through compare.py (which also builds its
-leaderboard); the other runs are written in mmengine's work-dir format:
+One real 2-iteration smoke run through compare.py --resources (which also
+measures its peak training memory and latency and builds its leaderboard with
+the resource view); the other runs are written in mmengine's work-dir format:
 two seeds of a segmentation config (aggregated) and a crashed run (listed).
 """
 import importlib.util
@@ -90,11 +91,13 @@ def fake_cost(path):
 
 @pytest.fixture(scope='module')
 def compared(tmp_path_factory, embedded_root):
-    """compare.py on one config, 2 iterations, seed 3: the real run."""
+    """compare.py --resources on one config, 2 iterations, seed 3: the real
+    run (latency of 2 timed passes)."""
     work = tmp_path_factory.mktemp('compare')
     proc = run_tool(COMPARE, DET_CONFIG, '--seeds', '3', '--embedded', 'smoke', '--data-root',
-                    embedded_root, '--work-dir', str(work), '--cfg-options',
-                    'train_cfg.max_iters=2', 'train_cfg.val_interval=2')
+                    embedded_root, '--work-dir', str(work), '--resources',
+                    '--latency-repeats', '2', '--cfg-options', 'train_cfg.max_iters=2',
+                    'train_cfg.val_interval=2')
     yield work, proc
     shutil.rmtree(work, ignore_errors=True)
 
@@ -113,11 +116,21 @@ def test_compare_one_command(compared):
     # method, backbone, design, params (M) from backbone_cost, FLOPs (G), latency
     assert row[:3] == ['RetinaNet', 'ResNet-18', 'resnet']
     assert float(row[3]) == pytest.approx(11.18, abs=0.01)  # ResNet-18 without the fc
-    assert float(row[4]) > 1.0 and row[5] == '-'
+    assert float(row[4]) > 1.0 and float(row[5]) > 0
     assert 'retinanet_r18_fpn-c128_1x_coco.py' in row[-1]
     run = read_run(str(run_dir))
     assert run.status == 'finished' and run.seed == 3 and run.last_iter == 2
     assert 'box AP' in run.final and 'PyTorch' in run.environment
+    # --resources: the peak memory of the 2 training iterations, measured
+    # (train --peak-memory), and the benchmark's latency, in the resource view.
+    memory = json.loads((run_dir / 'peak_memory.json').read_text())
+    assert memory['iters'] == 2 and memory['peak_mib'] > memory['baseline_mib'] > 0
+    assert (run_dir.parent / 'benchmark.json').is_file() and run.latency_ms > 0
+    resources = md.split('## Resources')[1].split('\n## ')[0]
+    res_row = cells(next(ln for ln in resources.splitlines() if ln.startswith('| resnet')))
+    assert res_row[1] == f'{run.final["box AP"]:.2f}' and res_row[2:5] == row[3:5] + ['44.71']
+    assert res_row[5:] == [f'{memory["peak_mib"]:.1f}', f'{memory["increase_mib"]:.1f}',
+                           row[5]]
     # The run set for the model zoo (.dev_scripts/model_zoo.py --record), and
     # the page of the compared config with this run as its local figure.
     rel = 'configs/resnet/retinanet_r18_fpn-c128_1x_coco.py'
@@ -125,10 +138,15 @@ def test_compare_one_command(compared):
                                   mz.list_configs())
     assert local['seed'] == '3' and 'smoke' in local['command'] and local['commit']
     assert local['results'] == {rel: {k: round(v, 2) for k, v in run.final.items()}}
+    assert local['resources'][rel]['peak_train_mib'] == memory['peak_mib']
+    assert '--resources' in local['command'] and '--peak-memory' in local['command']
     page = mz.generate(local_file=str(board / 'local_results.yml'), configs=[rel])
     assert page.startswith('# Model zoo') and '### resnet: RetinaNet' in page
     assert f'box AP {run.final["box AP"]:.2f} [L1](#local-runs)' in page
-    assert page.count('](../configs/') == 1  # the compared config only
+    # The compared config only: its design table and its resource-view row,
+    # with the measured figures.
+    assert page.count('](../configs/') == 2
+    assert f' {memory["peak_mib"]:.2f} ' in page.split('\n## Resource view\n')[1]
     assert '- L1: ' in page and 'seed 3' in page
 
 

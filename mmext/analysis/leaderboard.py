@@ -9,6 +9,8 @@ A *run* is a work dir as ``tools/train.py`` leaves it (mmengine layout)::
                                                validation metrics, as mmengine wrote them
     work_dir/iter_<N>.pth                      checkpoints
     work_dir/run.json                          written by tools/analysis_tools/compare.py
+    work_dir/peak_memory.json                  mmext.PeakMemoryHook (train --peak-memory)
+    work_dir/benchmark*.json, ../benchmark*.json  tools/analysis_tools/benchmark.py --json
     work_dir/train.out, ../<name>.out          captured stdout/stderr (optional)
 
 Metrics come from ``scalars.json`` and the schedule from the dumped config,
@@ -69,6 +71,8 @@ class Run:
     bops: int = None
     full_precision_flops: int = None
     effective_bytes: int = None
+    # mmext.PeakMemoryHook's peak_memory.json (MiB figures); None: not measured.
+    peak_memory: dict = None
 
     @property
     def name(self):
@@ -233,6 +237,20 @@ def _latency(run_dir):
     return None
 
 
+def _peak_memory(run_dir):
+    """``peak_memory.json`` of a run (:class:`mmext.engine.PeakMemoryHook`),
+    or None when the run has none or it holds no CPU or CUDA figure."""
+    try:
+        data = json.loads(_read(osp.join(run_dir, 'peak_memory.json')) or 'null')
+    except ValueError:
+        return None
+    keys = ('peak_mib', 'cuda_max_allocated_mib')
+    if not isinstance(data, dict) or not any(isinstance(data.get(k), (int, float))
+                                             for k in keys):
+        return None
+    return data
+
+
 def read_run(work_dir):
     """Parse one work dir into a :class:`Run`."""
     run = Run(work_dir=work_dir)
@@ -290,6 +308,7 @@ def read_run(work_dir):
         run.final = _metric_of(vals[-1])
         run.best = {col: max(v for _, v in pts) for col, pts in run.val_curve.items()}
     run.latency_ms = _latency(work_dir)
+    run.peak_memory = _peak_memory(work_dir)
 
     failed = meta.get('returncode') not in (None, 0)
     # A run that exited 0 may still have printed a handled traceback (e.g. a
@@ -345,6 +364,14 @@ class Entry:
     @property
     def latency(self):
         values = [r.latency_ms for r in self.runs if r.latency_ms is not None]
+        return statistics.median(values) if values else None
+
+    def memory(self, key):
+        """Median over the runs of a ``peak_memory.json`` figure (``peak_mib``,
+        ``increase_mib``, ``cuda_max_allocated_mib``...); None when no run
+        measured it."""
+        values = [r.peak_memory[key] for r in self.runs
+                  if r.peak_memory and isinstance(r.peak_memory.get(key), (int, float))]
         return statistics.median(values) if values else None
 
 
@@ -555,6 +582,75 @@ def differences_section(entries, labels, baseline=None):
     else:
         lines.append('None: the compared configs agree on host class, schedule and image size.')
     return lines, differing, notes
+
+
+NOT_MEASURED = 'not measured'
+# Measured resources in a local run set (docs/local_results.yml ``resources``)
+# and where they come from: a peak_memory.json field, or the benchmark's latency.
+RESOURCE_KEYS = {'peak_train_mib': 'peak_mib', 'train_step_mib': 'increase_mib',
+                 'cuda_max_allocated_mib': 'cuda_max_allocated_mib',
+                 'latency_ms': 'latency_ms'}
+
+
+def _measured(value, fmt='.1f'):
+    return NOT_MEASURED if value is None else format(value, fmt)
+
+
+def has_resources(entries):
+    """True when a run of ``entries`` has a measured peak memory."""
+    return any(r.peak_memory for e in entries for r in e.runs)
+
+
+def resources_section(entries, labels):
+    """Markdown lines of the resource view: per entry its accuracy, the
+    backbone's params, FLOPs and size (and, with a low-bit backbone among
+    the entries, full-precision FLOPs and BOPs), the measured peak training
+    memory and the inference latency; a figure nobody measured reads
+    ``not measured``."""
+    low_bit = any(e.first.bops is not None for e in entries)
+    metrics = [c for c, _, _ in METRICS if any(e.stat(c) for e in entries)]
+    cuda = any(e.memory('cuda_max_allocated_mib') is not None for e in entries)
+    methods = sorted({r.peak_memory.get('method', '?') for e in entries for r in e.runs
+                      if r.peak_memory})
+    header = ['config', *metrics, 'params (M)', 'FLOPs (G)', 'size (MB)',
+              *(['full-precision FLOPs (G)', 'BOPs (G)'] if low_bit else []),
+              'peak train memory (MiB)', 'train step (MiB)',
+              *(['CUDA max allocated (MiB)'] if cuda else []), 'latency (ms)']
+    rows = []
+    for e, label in zip(entries, labels):
+        r = e.first
+        size, fp_flops, bops = _low_bit_cells(r)
+        rows.append([label, *(_fmt(e.stat(c)) for c in metrics),
+                     format_mparams(r.params) if r.params is not None else '-',
+                     format_gflops(r.flops) if r.flops is not None else '-', size,
+                     *([fp_flops, bops] if low_bit else []),
+                     _measured(e.memory('peak_mib')), _measured(e.memory('increase_mib')),
+                     *([_measured(e.memory('cuda_max_allocated_mib'))] if cuda else []),
+                     _measured(e.latency)])
+    intro = ('Accuracy against cost, one row per config. Accuracy: final validation metric, '
+             'mean ± std over the seeds. Params, FLOPs (one multiply-add = one FLOP) and size '
+             '(bytes of the parameters, low-bit weights at their bit-width) of the backbone at '
+             '1x3x224x224, computed')
+    if low_bit:
+        intro += ('; full-precision FLOPs leave the low-bit multiply-adds out, BOPs = MACs x '
+                  'weight_bits x activation_bits')
+    intro += ('. Measured, median over the seeds: *peak train memory*, the largest resident '
+              'set size (RSS) of the training process during a training iteration '
+              '(mmext.PeakMemoryHook, `train --peak-memory`; method: '
+              f'{", ".join(methods) or "-"}); *train step*, that peak less the RSS when the '
+              'first iteration started (activations, gradients, optimizer state, allocator '
+              'reserve on top of the loaded model and libraries). Data loading and '
+              'validation are outside the window; memory the allocator keeps after a free '
+              'is inside.')
+    if cuda:
+        intro += ' CUDA: torch.cuda.max_memory_allocated over the same windows.'
+    intro += (' *Latency*: inference per image from the benchmark json next to the run '
+              '(tools/analysis_tools/benchmark.py: the whole model in eval mode, post-processing '
+              'included; `compare.py --resources` runs it at batch 1, 224x224). Memory and '
+              'latency are of this machine (see the runs\' environment), not portable '
+              'figures.')
+    return ['## Resources', '', intro, '',
+            markdown_table(header, rows, 'l' + 'r' * (len(header) - 1))]
 
 
 # --------------------------------------------------------------------------
@@ -834,7 +930,9 @@ def local_run_set(entries, command, note='', date=None):
     """The finished runs of ``entries`` as one run set of the model zoo's
     local-results file (``docs/local_results.yml`` format): date, seeds,
     machine, commit, command and, per mmext config (``configs/...``), the mean
-    of each final metric over its seeds. ``.dev_scripts/model_zoo.py --record``
+    of each final metric over its seeds; with measured resources, also
+    ``resources: {config: {peak_train_mib, train_step_mib, latency_ms}}``
+    (medians over the seeds, :data:`RESOURCE_KEYS`). ``.dev_scripts/model_zoo.py --record``
     adds it to the docs.
 
     Returns:
@@ -843,7 +941,7 @@ def local_run_set(entries, command, note='', date=None):
     import datetime
     import platform
     root = configs_parent()
-    results, seeds, envs = {}, set(), []
+    results, resources, seeds, envs = {}, {}, set(), []
     for e in entries:
         cfg = e.first.config
         if not cfg or osp.isabs(cfg) or not osp.isfile(osp.join(root, cfg)):
@@ -854,7 +952,13 @@ def local_run_set(entries, command, note='', date=None):
             metrics[col] = round(mean, 2)
         if not metrics:
             continue
-        results[cfg.replace(os.sep, '/')] = metrics
+        key = cfg.replace(os.sep, '/')
+        results[key] = metrics
+        measured = {name: e.latency if field == 'latency_ms' else e.memory(field)
+                    for name, field in RESOURCE_KEYS.items()}
+        measured = {k: round(v, 1) for k, v in measured.items() if v is not None}
+        if measured:
+            resources[key] = measured
         seeds.update(str(r.seed) for r in e.runs)
         envs.extend(r.environment for r in e.runs if r.environment)
     if not results:
@@ -866,12 +970,16 @@ def local_run_set(entries, command, note='', date=None):
     text = note or ''
     if n != {1}:
         text = (text + ' ' if text else '') + 'Figures are means over the seeds.'
-    return dict(date=date or datetime.date.today().isoformat(), seed=' '.join(sorted(seeds)),
-                machine=machine, commit=_git_commit(root), command=command, note=text,
-                results=results)
+    out = dict(date=date or datetime.date.today().isoformat(), seed=' '.join(sorted(seeds)),
+               machine=machine, commit=_git_commit(root), command=command, note=text,
+               results=results)
+    if resources:
+        out['resources'] = resources
+    return out
 
 
-def build_leaderboard(patterns, out_dir, cost_fn=None, with_costs=True, baseline=None):
+def build_leaderboard(patterns, out_dir, cost_fn=None, with_costs=True, baseline=None,
+                      resources=None):
     """Collect the runs under ``patterns`` and write ``leaderboard.md``,
     ``accuracy_vs_flops.png`` and ``curves.png`` into ``out_dir``.
 
@@ -881,6 +989,9 @@ def build_leaderboard(patterns, out_dir, cost_fn=None, with_costs=True, baseline
             (:func:`baseline_section`). With or without it, the page lists
             where the compared configs differ besides the design
             (:func:`differences_section`).
+        resources (bool, optional): add the resource view
+            (:func:`resources_section`); None: when a run measured its peak
+            memory.
 
     Returns:
         dict: ``runs``, ``entries``, ``baseline`` (its entry or None), the
@@ -899,6 +1010,8 @@ def build_leaderboard(patterns, out_dir, cost_fn=None, with_costs=True, baseline
     labels = short_labels(entries)
     notes = attach_costs(entries, cost_fn) if with_costs else []
     sections = []
+    if resources or (resources is None and has_resources(entries)):
+        sections.append(resources_section(entries, labels))
     differing = {}
     if len(entries) > 1:
         diff_lines, differing, diff_notes = differences_section(entries, labels, base)

@@ -4,7 +4,7 @@ workflow in one command.
 
     python tools/analysis_tools/compare.py CONFIG [CONFIG ...] [--seeds 0 1]
         [--embedded {demo,smoke}] [--work-dir work_dirs/compare] [--cfg-options k=v ...]
-        [--baseline CONFIG]
+        [--baseline CONFIG] [--resources]
 
 Each (config, seed) trains in its own ``tools/train.py`` process into
 WORK_DIR/<config name>/seed<k> (stdout/stderr in train.out, the command and
@@ -17,7 +17,15 @@ the model zoo's local results (local_results.yml: date, seeds, machine, commit,
 command, mean final metrics of mmext's configs); in a checkout,
 ``python .dev_scripts/model_zoo.py --record WORK_DIR/leaderboard/local_results.yml``
 adds them to docs/local_results.yml and regenerates the docs. Exit status 1
-when a run failed.
+when a run (or, with --resources, a latency benchmark) failed.
+
+--resources adds the resource view (accuracy, params, FLOPs, size, BOPs,
+peak training memory, latency): each run trains with ``--peak-memory``
+(mmext.PeakMemoryHook writes WORK_DIR/<name>/seed<k>/peak_memory.json) and
+each config is benchmarked once after training
+(tools/analysis_tools/benchmark.py, whole model, batch 1, 224x224, into
+WORK_DIR/<name>/benchmark.json); local_results.yml then carries the measured
+resources too. A finished run without peak_memory.json is trained again.
 """
 import argparse
 import json
@@ -47,6 +55,11 @@ def parse_args(argv=None):
                         help='report every other config against this one (trained too when '
                              'not among CONFIG): difference paired by seed, 95%% interval, '
                              'cost ratios')
+    parser.add_argument('--resources', action='store_true',
+                        help='measure peak training memory and inference latency and add '
+                             'the resource view to the leaderboard')
+    parser.add_argument('--latency-repeats', type=int, default=10,
+                        help='timed inference passes per config with --resources (default 10)')
     return parser.parse_args(argv)
 
 
@@ -65,13 +78,16 @@ def train_one(config, seed, args):
     meta_path = osp.join(work_dir, 'run.json')
     if not args.force and osp.isfile(meta_path):
         from mmext.analysis.leaderboard import read_run
-        if read_run(work_dir).status == 'finished':
+        measured = not args.resources or osp.isfile(osp.join(work_dir, 'peak_memory.json'))
+        if read_run(work_dir).status == 'finished' and measured:
             print(f'[compare] {name} seed {seed}: finished before, skipped', flush=True)
             return 0
     os.makedirs(work_dir, exist_ok=True)
     # mmext's train tool of the installed package, as a fresh process.
     cmd = [sys.executable, '-m', 'mmext', 'train', config, '--embedded', args.embedded, '--work-dir', work_dir,
            '--cfg-options', f'randomness.seed={seed}', *args.cfg_options]
+    if args.resources:
+        cmd[4:4] = ['--peak-memory']
     if args.data_root:
         cmd[5:5] = ['--data-root', args.data_root]
     meta = dict(config=_rel(config), seed=seed, embedded=args.embedded,
@@ -91,6 +107,30 @@ def train_one(config, seed, args):
     return rc
 
 
+def benchmark_one(config, args):
+    """Inference latency of ``config`` into WORK_DIR/<name>/benchmark.json
+    (tools/analysis_tools/benchmark.py in a fresh process: the whole model,
+    eval mode, batch 1, 224x224, no machine-limit figures); skipped when that
+    file exists, unless --force. Returns the exit status."""
+    name = osp.splitext(osp.basename(config))[0]
+    out = osp.join(args.work_dir, name, 'benchmark.json')
+    if osp.isfile(out) and not args.force:
+        print(f'[compare] {name}: latency measured before, skipped', flush=True)
+        return 0
+    os.makedirs(osp.dirname(out), exist_ok=True)
+    tool = osp.join(osp.dirname(osp.abspath(__file__)), 'benchmark.py')
+    cmd = [sys.executable, tool, config, '--no-machine', '--no-progress', '--repeats',
+           str(args.latency_repeats), '--json', out]
+    print(f'[compare] {name}: inference latency -> {out}', flush=True)
+    with open(osp.join(args.work_dir, name, 'benchmark.out'), 'w') as log:
+        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+    if rc != 0:
+        print(f'[compare] {name}: benchmark FAILED (exit {rc}, see '
+              f'{osp.join(args.work_dir, name, "benchmark.out")}); latency not measured',
+              flush=True)
+    return rc
+
+
 def local_results_file(result, args):
     """This comparison's figures as one run set of the model zoo's local
     results, in WORK_DIR/leaderboard/local_results.yml; [] when no finished
@@ -99,10 +139,16 @@ def local_results_file(result, args):
 
     from mmext.analysis.leaderboard import local_run_set
     opts = ''.join(f' {o}' for o in args.cfg_options)
+    res = ' --resources' if args.resources else ''
     command = (f'python tools/analysis_tools/compare.py CONFIG --embedded {args.embedded} '
-               f'--seeds {" ".join(map(str, args.seeds))}{opts} (each seed: python '
-               f'tools/train.py CONFIG --embedded {args.embedded} --cfg-options '
-               f'randomness.seed=SEED{opts})')
+               f'--seeds {" ".join(map(str, args.seeds))}{res}'
+               f'{" --cfg-options" + opts if opts else ""} (each seed: python '
+               f'tools/train.py CONFIG --embedded {args.embedded}'
+               f'{" --peak-memory" if res else ""} --cfg-options randomness.seed=SEED{opts}')
+    if res:
+        command += (f'; latency: python tools/analysis_tools/benchmark.py CONFIG --no-machine '
+                    f'--repeats {args.latency_repeats}')
+    command += ')'
     entry = local_run_set(result['entries'], command,
                           note=f'Embedded data ({args.embedded} preset), not COCO or ADE20K')
     if entry is None:
@@ -131,10 +177,12 @@ def main(argv=None):
             if not osp.isfile(config):
                 raise MMExtError(f'config file not found: {config}')
         codes = [train_one(c, s, args) for c in args.configs for s in args.seeds]
+        bench = [benchmark_one(c, args) for c in args.configs] if args.resources else []
         import mmext  # noqa: F401  (stack fixes)
         from mmext.analysis.leaderboard import build_leaderboard
         result = build_leaderboard([args.work_dir], osp.join(args.work_dir, 'leaderboard'),
-                                   with_costs=not args.no_costs, baseline=args.baseline)
+                                   with_costs=not args.no_costs, baseline=args.baseline,
+                                   resources=args.resources or None)
         result['files'] += local_results_file(result, args)
     with open(result['files'][0], encoding='utf-8') as f:
         print(f.read(), end='')
@@ -142,7 +190,11 @@ def main(argv=None):
     failed = sum(rc != 0 for rc in codes)
     if failed:
         print(f'[compare] {failed} of {len(codes)} runs failed', file=sys.stderr)
-    return 1 if failed else 0
+    bench_failed = sum(rc != 0 for rc in bench)
+    if bench_failed:
+        print(f'[compare] {bench_failed} of {len(bench)} latency benchmarks failed',
+              file=sys.stderr)
+    return 1 if failed or bench_failed else 0
 
 
 if __name__ == '__main__':

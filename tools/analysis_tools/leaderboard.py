@@ -3,6 +3,7 @@
     python tools/analysis_tools/leaderboard.py WORK_DIR [WORK_DIR ...] [--out DIR]
     python tools/analysis_tools/leaderboard.py 'work_dirs/compare/*' --out work_dirs/lb
     python tools/analysis_tools/leaderboard.py work_dirs/compare --baseline CONFIG
+    python tools/analysis_tools/leaderboard.py work_dirs/compare --resources
 
 Writes DIR/leaderboard.md (one table: method, backbone, design, params, FLOPs,
 latency, box AP / mask AP / mIoU as mean ± std over seeds, config link; the
@@ -10,7 +11,9 @@ runs with their seed and environment; the missing / crashed / unfinished runs),
 DIR/accuracy_vs_flops.png and DIR/curves.png. With --baseline, every other
 config against that one (difference paired by seed, 95% interval, cost
 ratios); always, where the compared configs differ besides the design (host
-class, schedule, image size). The work is in
+class, schedule, image size). With --resources (or when a run measured its
+peak memory, ``train --peak-memory``), the resource view: accuracy, params,
+FLOPs, size, BOPs, peak training memory and latency per config. The work is in
 ``mmext/analysis/leaderboard.py``.
 """
 import argparse
@@ -34,6 +37,9 @@ def parse_args(argv=None):
     parser.add_argument('--baseline', metavar='CONFIG',
                         help='config (path or name) to report every other config against: '
                              'difference paired by seed with a 95%% interval, cost ratios')
+    parser.add_argument('--resources', action='store_true', default=None,
+                        help='add the resource view (shown anyway when a run measured its '
+                             'peak memory)')
     return parser.parse_args(argv)
 
 
@@ -42,7 +48,7 @@ def main(argv=None):
     start = time.perf_counter()
     with friendly_errors('leaderboard'):
         result = build_leaderboard(args.work_dirs, args.out, with_costs=not args.no_costs,
-                                   baseline=args.baseline)
+                                   baseline=args.baseline, resources=args.resources)
     runs = result['runs']
     with open(result['files'][0], encoding='utf-8') as f:
         print(f.read(), end='')

@@ -64,13 +64,17 @@ def test_kl_terms_zero_iff_student_equals_teacher():
 def _retina_head():
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
+    from mmengine.registry import DefaultScope
     register_all_modules(init_default_scope=False)
-    return MODELS.build(dict(
-        type='RetinaHead', num_classes=3, in_channels=8, feat_channels=8, stacked_convs=1,
-        anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4,
-                              scales_per_octave=1, ratios=[1.0], strides=[8, 16]),
-        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.1, 0, 0, 0],
-                        target_stds=[0.1, 0.1, 0.2, 0.2])))
+    # An earlier test on the same worker may leave mmseg the default scope,
+    # where the head's sub-components (anchor generator, coder) are unknown.
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return MODELS.build(dict(
+            type='RetinaHead', num_classes=3, in_channels=8, feat_channels=8, stacked_convs=1,
+            anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4,
+                                  scales_per_octave=1, ratios=[1.0], strides=[8, 16]),
+            bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.1, 0, 0, 0],
+                            target_stds=[0.1, 0.1, 0.2, 0.2])))
 
 
 def test_dense_and_seg_distillation_zero_only_at_equality():

@@ -131,6 +131,9 @@ def test_unknown_heads_and_plain_backbones_are_refused(embedded_root, tmp_path):
     with pytest.raises(ValueError, match='no slimmable option set') as info:
         MutualNetHook().check_model(model)
     assert '\n' not in str(info.value)
+    # The tools print it as their one line, not a traceback.
+    from mmext.utils.errors import explain
+    assert explain(info.value) == str(info.value)
 
     class FCOSLike(torch.nn.Module):
         bbox_head = torch.nn.Conv2d(1, 1, 1)

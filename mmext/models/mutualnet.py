@@ -32,6 +32,13 @@ import random
 import torch
 import torch.nn.functional as F
 
+from mmext.utils.errors import MMExtError
+
+
+class MutualNetModelError(MMExtError, ValueError):
+    """A model the MutualNet step has no rule for (a ValueError whose message
+    is the one line the tools print)."""
+
 
 def _slimmable():
     # Imported when used: the layers module registers the hosts' options, and
@@ -259,32 +266,36 @@ class MutualNetDistiller:
         """``'segmentor'``, ``'dense'`` or ``'two_stage'``.
 
         Raises:
-            ValueError: a model or head this distiller has no rule for.
+            MutualNetModelError: (a ValueError) a model or head this distiller
+                has no rule for.
         """
         name = type(model).__name__
         if hasattr(model, 'decode_head') and hasattr(model, 'extract_feat'):
             if isinstance(model.decode_head, torch.nn.ModuleList):
-                raise ValueError(f'MutualNetHook: no distillation rule for {name} (a cascade of '
-                                 'decode heads); use an EncoderDecoder or remove the hook')
+                raise MutualNetModelError(
+                    f'MutualNetHook: no distillation rule for {name} (a cascade of decode '
+                    'heads); use an EncoderDecoder or remove the hook')
             return 'segmentor'
         if getattr(model, 'with_rpn', False) and hasattr(model, 'roi_head'):
             from mmdet.models.roi_heads import StandardRoIHead
             _check_dense_head(model.rpn_head, 'rpn_head')
             if not isinstance(model.roi_head, StandardRoIHead):
-                raise ValueError(
+                raise MutualNetModelError(
                     f'MutualNetHook: no distillation rule for roi_head '
                     f'{type(model.roi_head).__name__}; use a StandardRoIHead (Mask R-CNN, '
                     'Faster R-CNN) or remove the hook')
             if getattr(model.roi_head.bbox_head, 'custom_cls_channels', False):
-                raise ValueError('MutualNetHook: no distillation rule for a box head with '
-                                 'custom class channels; use a softmax box head')
+                raise MutualNetModelError(
+                    'MutualNetHook: no distillation rule for a box head with custom class '
+                    'channels; use a softmax box head')
             return 'two_stage'
         if hasattr(model, 'bbox_head') and hasattr(model, 'extract_feat'):
             _check_dense_head(model.bbox_head, 'bbox_head')
             return 'dense'
-        raise ValueError(f'MutualNetHook: no distillation rule for {name}; supported: mmseg '
-                         'EncoderDecoder, mmdet anchor-based single-stage detectors '
-                         '(RetinaNet) and two-stage detectors with a StandardRoIHead')
+        raise MutualNetModelError(
+            f'MutualNetHook: no distillation rule for {name}; supported: mmseg '
+            'EncoderDecoder, mmdet anchor-based single-stage detectors (RetinaNet) and '
+            'two-stage detectors with a StandardRoIHead')
 
     # -- teacher ----------------------------------------------------------
 
@@ -433,7 +444,7 @@ def _check_dense_head(head, name):
     from mmdet.models.dense_heads import AnchorHead
     from mmdet.models.task_modules.coders import DeltaXYWHBBoxCoder
     if not isinstance(head, AnchorHead) or not isinstance(head.bbox_coder, DeltaXYWHBBoxCoder):
-        raise ValueError(
+        raise MutualNetModelError(
             f'MutualNetHook: no distillation rule for {name} {type(head).__name__}; '
             'use an anchor head with DeltaXYWHBBoxCoder (RetinaHead, RPNHead) or remove the hook')
 

@@ -8,7 +8,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from torch.utils.data import DataLoader
 
-from mmext.models.mutualnet import MutualNetDistiller, MutualNetStep
+from mmext.models.mutualnet import MutualNetDistiller, MutualNetModelError, MutualNetStep
 from mmext.registry import HOOKS
 
 
@@ -118,7 +118,7 @@ class MutualNetHook(Hook):
         except (ValueError, AttributeError):
             widths = None
         if not widths:
-            raise ValueError(
+            raise MutualNetModelError(
                 f'MutualNetHook: the backbone {type(backbone).__name__} has no slimmable option '
                 'set; set model.backbone.slimmable=dict(width_mult_list=[...]) on a slimmable '
                 'host (mmext.ResNet family, MobileNetV2) or remove the hook')
@@ -176,6 +176,12 @@ class MutualNetHook(Hook):
         # set_width_mult returns the width it replaces: the evaluated one.
         width = sl.set_width_mult(model, self.width_mult_range[1])
         sl.set_width_mult(model, width)
+        lo, hi = self.width_mult_range
+        if not lo <= width <= hi:
+            # Allowed (the layers slice any width), but nothing trained it.
+            print_log(f'MutualNetHook: evaluating at width {width:g}, outside the trained '
+                      f'width_mult_range ({lo:g}, {hi:g}); the sub-network was never trained',
+                      logger='current', level=logging.WARNING)
         used = sl.calibrate_bn(model, batches, width, num_batches=self.calibration_batches)
         # Each rank saw its own batches: average their statistics.
         stats = [b for name, b in model.named_buffers()

@@ -71,6 +71,7 @@ import warnings
 
 import torch
 
+from mmext.utils.checkpoint import read_state_dict
 from mmext.utils.errors import MMExtError
 
 #: Default relative singular-value threshold ``tau`` (mmext's choice: the
@@ -603,13 +604,6 @@ def save_checkpoint(state_dict, path, meta=None):
                     state_dict={k: v.detach().cpu() for k, v in state_dict.items()}), path)
 
 
-def load_state_dict(path):
-    from mmengine.runner import CheckpointLoader
-    ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
-    state = ckpt.get('state_dict', ckpt)
-    return {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
-
-
 @dataclasses.dataclass
 class PruneResult:
     """What :func:`run_pruning` did: settings, per-layer plans, files and
@@ -700,7 +694,7 @@ def run_pruning(config, checkpoint, out_dir, threshold=None, calib_batches=None,
     out_dir = osp.abspath(out_dir)
 
     model = build_model(cfg)
-    state = load_state_dict(checkpoint)
+    state = read_state_dict(checkpoint)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise MMExtError(f'{checkpoint} does not match {config}: {len(missing)} missing, '

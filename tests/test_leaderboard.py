@@ -89,6 +89,18 @@ def fake_cost(path):
     return types.SimpleNamespace(params=11_200_000, flops=2_060_000_000, backbone='ResNetV1c-18')
 
 
+def fake_low_bit_cost(path):
+    """A ResNetV1c-18 cost; an XNOR one (15 low-bit layers) for a config
+    path naming xnor."""
+    from mmext.analysis.backbone_costs import BackboneCost
+    if 'xnor' in path:
+        return BackboneCost(path, 'ResNetV1c-18', 11_200_000, 2_060_000_000, 512,
+                            low_bit_layers=15, low_bit_macs=1_800_000_000,
+                            bops=1_800_000_000, effective_bytes=5_120_000)
+    return BackboneCost(path, 'ResNetV1c-18', 11_200_000, 2_060_000_000, 512,
+                        effective_bytes=44_800_000)
+
+
 @pytest.fixture(scope='module')
 def compared(tmp_path_factory, embedded_root):
     """compare.py --resources on one config, 2 iterations, seed 3: the real
@@ -223,24 +235,15 @@ def test_leaderboard_low_bit_columns(tmp_path):
     """With a low-bit backbone among the entries (cost fields of
     mmext.analysis.low_bit) the table gains size, full-precision FLOPs and
     BOPs; a full-precision row shows its FP32 size, all its FLOPs, 0 BOPs."""
-    from mmext.analysis.backbone_costs import BackboneCost
     from mmext.analysis.leaderboard import attach_costs, group_runs, render_markdown
     fake_run(tmp_path / 'fp', 0, [20.0, 30.0])
     fake_run(tmp_path / 'low', 0, [10.0, 15.0])
     # Another config name: its own row (a dumped config outside configs/).
     (tmp_path / 'low' / SEG_NAME).rename(tmp_path / 'low' / 'upernet_r18-xnor_toy.py')
 
-    def cost(path):
-        if 'xnor' in path:
-            return BackboneCost(path, 'ResNetV1c-18', 11_200_000, 2_060_000_000, 512,
-                                low_bit_layers=15, low_bit_macs=1_800_000_000,
-                                bops=1_800_000_000, effective_bytes=5_120_000)
-        return BackboneCost(path, 'ResNetV1c-18', 11_200_000, 2_060_000_000, 512,
-                            effective_bytes=44_800_000)
-
     runs = [read_run(str(tmp_path / name)) for name in ('fp', 'low')]
     entries = group_runs(runs)
-    assert attach_costs(entries, cost) == []
+    assert attach_costs(entries, fake_low_bit_cost) == []
     md = render_markdown(runs, entries)
     lines = md.splitlines()
     header = cells(next(ln for ln in lines if ln.startswith('| method')))

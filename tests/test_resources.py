@@ -7,9 +7,8 @@ import json
 import os.path as osp
 
 from conftest import ROOT
-from test_leaderboard import SEG_NAME, cells, fake_run
+from test_leaderboard import SEG_NAME, cells, fake_low_bit_cost, fake_run
 
-from mmext.analysis.backbone_costs import BackboneCost
 from mmext.analysis.leaderboard import (attach_costs, build_leaderboard, group_runs,
                                         local_run_set, read_run, resources_section)
 
@@ -29,15 +28,6 @@ def _latency(config_dir, ms):
     # tools/analysis_tools/benchmark.py --json, trimmed to what is read.
     (config_dir / 'benchmark.json').write_text(json.dumps(dict(
         shape=[224, 224], batch=1, models=[dict(infer=dict(median=ms))])))
-
-
-def _cost(path):
-    if 'xnor' in path:
-        return BackboneCost(path, 'ResNetV1c-18', 11_200_000, 2_060_000_000, 512,
-                            low_bit_layers=15, low_bit_macs=1_800_000_000,
-                            bops=1_800_000_000, effective_bytes=5_120_000)
-    return BackboneCost(path, 'ResNetV1c-18', 11_200_000, 2_060_000_000, 512,
-                        effective_bytes=44_800_000)
 
 
 def _runs(tmp_path):
@@ -60,7 +50,7 @@ def test_resource_table_columns_and_low_bit_row(tmp_path):
     assert runs[0].peak_memory['increase_mib'] == 300.0 and runs[2].peak_memory is None
     assert runs[0].latency_ms == 55.25  # the benchmark json of the config folder
     entries = group_runs(runs)
-    assert attach_costs(entries, _cost) == []
+    assert attach_costs(entries, fake_low_bit_cost) == []
     lines = resources_section(entries, ['resnet', 'xnor'])
     assert lines[0] == '## Resources'
     table = [cells(ln) for ln in '\n'.join(lines).splitlines() if ln.startswith('| ')]
@@ -77,7 +67,7 @@ def test_resource_table_columns_and_low_bit_row(tmp_path):
 
 def test_leaderboard_shows_resources_when_measured(tmp_path):
     runs_dir = _runs(tmp_path)
-    result = build_leaderboard([str(runs_dir)], str(tmp_path / 'lb'), cost_fn=_cost)
+    result = build_leaderboard([str(runs_dir)], str(tmp_path / 'lb'), cost_fn=fake_low_bit_cost)
     md = (tmp_path / 'lb' / 'leaderboard.md').read_text()
     assert '## Resources' in md and md.index('## Resources') < md.index('## Runs')
     # The run set for the model zoo carries the measured resources of the
@@ -91,9 +81,10 @@ def test_leaderboard_shows_resources_when_measured(tmp_path):
     # Nothing measured: no resource view unless asked for.
     for d in ('fp/seed0', 'fp/seed1'):
         (runs_dir / d / 'peak_memory.json').unlink()
-    build_leaderboard([str(runs_dir)], str(tmp_path / 'lb2'), cost_fn=_cost)
+    build_leaderboard([str(runs_dir)], str(tmp_path / 'lb2'), cost_fn=fake_low_bit_cost)
     assert '## Resources' not in (tmp_path / 'lb2' / 'leaderboard.md').read_text()
-    build_leaderboard([str(runs_dir)], str(tmp_path / 'lb3'), cost_fn=_cost, resources=True)
+    build_leaderboard([str(runs_dir)], str(tmp_path / 'lb3'), cost_fn=fake_low_bit_cost,
+                      resources=True)
     md = (tmp_path / 'lb3' / 'leaderboard.md').read_text()
     row = next(cells(ln) for ln in md.split('## Resources')[1].splitlines()
                if ln.startswith('| resnet'))

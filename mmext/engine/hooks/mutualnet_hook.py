@@ -8,13 +8,9 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from torch.utils.data import DataLoader
 
-from mmext.models.mutualnet import MutualNetDistiller, MutualNetModelError, MutualNetStep
+from mmext.models.mutualnet import (MutualNetDistiller, MutualNetModelError, MutualNetStep,
+                                    _slimmable)
 from mmext.registry import HOOKS
-
-
-def _slimmable():
-    from mmext.models.layers import slimmable
-    return slimmable
 
 
 @HOOKS.register_module()

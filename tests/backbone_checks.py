@@ -80,6 +80,10 @@ def check_out_shapes(build, sizes=ODD_SIZES, batch=1):
 def check_gradients_and_bf16(build, size=SMALL_ODD):
     """Every parameter gets a finite, somewhere non-zero gradient from the
     outputs (batch 2, train mode); a bf16 autocast forward has no NaN."""
+    # Seeded: with an unseeded draw a small SE example can start with every
+    # ReLU of its squeeze closed (CI saw layer1.0.se.conv1 get no gradient
+    # once in three runs, depending on the worker's RNG state).
+    torch.manual_seed(0)
     model = build().train()
     x = torch.randn(2, 3, *size)
     assert_all_grads(model, model(x))
